@@ -1,0 +1,138 @@
+"""The one-call jitted min-max unlearning step: ROSU, UAM, and their ablations.
+
+``make_rosu_step(forget_loss_fn, retain_loss_fn, outer_optimizer, ...)`` returns a ``Stepper``. One call of its
+``step(state, forget_batch, retain_batch, key)`` computes, inside one ``jax.jit``:
+
+    g_f = ∇L_f(θ; B_f),  g_r = ∇L_r(θ; B_r),  δ (ROSU or UAM),  g̃ = ∇L_r(θ + δ; B_r),
+    θ ← θ + λ·δ + outer.update(g̃),
+
+and returns the new state plus the diagnostics of the spec (coupling κ, ‖g_f‖, ‖g_r‖, ‖d‖/‖g_f‖, the predicted
+first-order retain change of UAM and of the step taken, the losses, and on request the measured surrogate
+retain increase L_r(θ+δ) − L_r(θ)).
+
+Model state (BatchNorm running statistics) is taken from the retain forward pass at θ. The forward pass at the
+surrogate point θ + δ and the forget forward pass never update it. In lagged mode there is no retain forward
+at θ, so the model state is left unchanged.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rosu_jax.core.perturbation import DEFAULT_EPS
+from rosu_jax.core.tree_math import tree_all_finite
+from rosu_jax.steps.state import LossFn, PyTree, Stepper, UnlearnState
+from rosu_jax.transforms.rosu import DEFAULT_AMPLIFICATION, DEFAULT_RHO, ScalarOrSchedule, rosu
+
+
+def make_rosu_step(
+    forget_loss_fn: LossFn,
+    retain_loss_fn: LossFn,
+    outer_optimizer: optax.GradientTransformation,
+    *,
+    rho: ScalarOrSchedule = DEFAULT_RHO,
+    amplification: ScalarOrSchedule = DEFAULT_AMPLIFICATION,
+    project: bool = True,
+    lagged: bool = False,
+    measure_surrogate: bool = False,
+    forget_sign: float = 1.0,
+    eps: float = DEFAULT_EPS,
+    jit: bool = True,
+) -> Stepper:
+    """Build ROSU's jitted step (``project=False`` gives the UAM step, λ = 0 the pure transported step).
+
+    Args:
+      forget_loss_fn: ``(params, model_state, batch, key) -> (loss, model_state)``, the loss whose *increase*
+        is forgetting (e.g. cross-entropy on the forget batch).
+      retain_loss_fn: same signature, the loss to keep low on the retain batch.
+      outer_optimizer: any Optax optimizer (e.g. ``optax.sgd(0.01, momentum=0.9)``).
+      rho, amplification, project, lagged, eps: see ``rosu_jax.rosu``.
+      measure_surrogate: also measure L_r(θ+δ) − L_r(θ) each step (one extra forward pass).
+      forget_sign: +1 when forgetting means raising ``forget_loss_fn`` (the spec's convention).
+      jit: wrap ``step`` in ``jax.jit`` (set False to compose it inside your own jitted or sharded function).
+    """
+    if forget_sign not in (1.0, -1.0):
+        raise ValueError(f"forget_sign must be +1.0 or -1.0, got {forget_sign!r}.")
+    transformation = rosu(outer_optimizer, rho, amplification, project=project, lagged=lagged, eps=eps)
+
+    def init(params: PyTree, model_state: PyTree | None = None, extras: PyTree = None) -> UnlearnState:
+        return UnlearnState(
+            params=params,
+            model_state={} if model_state is None else model_state,
+            opt_state=transformation.init(params),
+            step=jnp.zeros((), jnp.int32),
+            extras=extras,
+        )
+
+    def step(state: UnlearnState, forget_batch, retain_batch, key: jax.Array):
+        forget_key, retain_key = jax.random.split(key)
+        model_state = state.model_state
+
+        def forget_objective(p):
+            loss, _ = forget_loss_fn(p, model_state, forget_batch, forget_key)
+            return forget_sign * loss
+
+        def retain_objective(p):
+            loss, _ = retain_loss_fn(p, model_state, retain_batch, retain_key)
+            return loss
+
+        forget_loss, forget_grads = jax.value_and_grad(forget_objective)(state.params)
+        if lagged:
+            retain_loss, retain_grads, new_model_state = jnp.full((), jnp.nan), None, model_state
+        else:
+            (retain_loss, new_model_state), retain_grads = jax.value_and_grad(
+                lambda p: retain_loss_fn(p, model_state, retain_batch, retain_key), has_aux=True
+            )(state.params)
+
+        updates, opt_state = transformation.update(
+            forget_grads,
+            state.opt_state,
+            state.params,
+            retain_grads=retain_grads,
+            retain_grad_fn=jax.grad(retain_objective),
+            retain_loss_fn=retain_objective if measure_surrogate else None,
+        )
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "forget_loss": forget_sign * forget_loss,
+            "retain_loss": retain_loss,
+            "all_finite": tree_all_finite(params),
+            **opt_state.diagnostics._asdict(),
+        }
+        new_state = UnlearnState(params, new_model_state, opt_state, state.step + 1, state.extras)
+        return new_state, metrics
+
+    gradient_evaluations = 2 if lagged else 3
+    return Stepper(init=init, step=jax.jit(step) if jit else step, gradient_evaluations=gradient_evaluations)
+
+
+def make_uam_step(
+    forget_loss_fn: LossFn,
+    retain_loss_fn: LossFn,
+    outer_optimizer: optax.GradientTransformation,
+    *,
+    rho: ScalarOrSchedule = DEFAULT_RHO,
+    amplification: ScalarOrSchedule = 0.0,
+    report_coupling: bool = False,
+    measure_surrogate: bool = False,
+    eps: float = DEFAULT_EPS,
+    jit: bool = True,
+) -> Stepper:
+    """The standard min-max (UAM) step: δ = ρ g_f/‖g_f‖, g̃ = ∇L_r(θ+δ), θ ← θ + λ·δ + outer.update(g̃).
+
+    Without ``report_coupling`` a step costs two gradients (as published); κ is then reported against the
+    previous step's surrogate gradient, and the model state is not updated (there is no retain forward at θ).
+    With ``report_coupling`` it also takes g_r at θ (three gradients): the exact κ and UAM's first-order retain
+    change are reported and the model state is updated from the retain pass at θ, exactly as ROSU's step does.
+    """
+    if report_coupling:
+        return make_rosu_step(
+            forget_loss_fn, retain_loss_fn, outer_optimizer, rho=rho, amplification=amplification,
+            project=False, measure_surrogate=measure_surrogate, eps=eps, jit=jit,
+        )
+    return make_rosu_step(
+        forget_loss_fn, retain_loss_fn, outer_optimizer, rho=rho, amplification=amplification,
+        project=False, lagged=True, measure_surrogate=measure_surrogate, eps=eps, jit=jit,
+    )

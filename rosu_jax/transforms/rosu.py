@@ -1,0 +1,282 @@
+"""ROSU and UAM as Optax transformations (``GradientTransformationExtraArgs``), in the style of optax.contrib.sam.
+
+One ROSU step (arXiv 2605.05871; the project's precise definition is in docs/ROSU.md of the spec):
+
+    d = g_f − (⟨g_f, g_r⟩/‖g_r‖²) g_r,   δ = ρ d/‖d‖           (retain-orthogonal perturbation)
+    g̃ = ∇L_r(θ + δ)                                          (surrogate retain gradient)
+    θ ← θ + λ·δ + outer.update(g̃)                             (transported outer step + amplification)
+
+UAM (Unlearning-Aware Minimization) is the same step with δ = ρ g_f/‖g_f‖ and λ = 0: ``uam(...)`` is
+``rosu(..., project=False, amplification=0.0)``.
+
+Calling convention (the "opaque" mode of ``optax.contrib.sam``): the incoming ``updates`` are the **forget
+gradient** g_f at θ; the retain gradient at θ comes as the keyword ``retain_grads`` and the surrogate gradient
+from the keyword ``retain_grad_fn(params) -> grads``, which the transformation calls once at θ + δ::
+
+    import jax, jax.numpy as jnp, optax, rosu_jax
+
+    params = {"w": jnp.array([1.0, -2.0])}
+    forget_loss = lambda p: jnp.sum(p["w"] ** 2)          # the loss to raise
+    retain_loss = lambda p: jnp.sum((p["w"] - 1.0) ** 2)  # the loss to keep low
+    opt = rosu_jax.rosu(optax.sgd(0.1), rho=0.5, amplification=0.05)
+    state = opt.init(params)
+    updates, state = opt.update(
+        jax.grad(forget_loss)(params), state, params,
+        retain_grads=jax.grad(retain_loss)(params),
+        retain_grad_fn=jax.grad(retain_loss),
+    )
+    params = optax.apply_updates(params, updates)
+    print(state.diagnostics.coupling)
+
+The returned updates are λ·δ + U in each parameter's dtype, ready for ``optax.apply_updates``. The transformation
+chains with ``optax.chain``: transformations before it see g_f, those after it see the final update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rosu_jax.core.perturbation import DEFAULT_EPS, perturbation_with_diagnostics
+from rosu_jax.core.tree_math import (
+    ACCUMULATION_DTYPE,
+    PyTree,
+    check_same_structure,
+    tree_add,
+    tree_mean_over_axis,
+    tree_mul,
+    tree_zeros_like,
+)
+
+ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
+
+# The default amplification λ and radius ρ. Chosen by the project's ablation on digits (class-wise and
+# random forgetting, small CNN; benchmarks/ablation_lambda.py, results in benchmarks/README.md): λ = 0 does
+# not forget at all (forget accuracy stays ~100%), λ·ρ ≈ 0.025 forgets a class completely while keeping
+# retain accuracy within ~1 point of the original model.
+DEFAULT_RHO = 0.5
+DEFAULT_AMPLIFICATION = 0.05
+
+
+class RosuDiagnostics(NamedTuple):
+    """Per-step diagnostics kept in the state (float32 scalars). See ``PerturbationDiagnostics``.
+
+    rho, amplification: the values used this step (after schedules).
+    surrogate_retain_increase: L_r(θ+δ) − L_r(θ), measured only when ``retain_loss_fn`` is passed (else NaN).
+    """
+
+    coupling: jax.Array
+    forget_norm: jax.Array
+    retain_norm: jax.Array
+    neutral_fraction: jax.Array
+    predicted_retain_change_minmax: jax.Array
+    predicted_retain_change: jax.Array
+    perturbation_norm: jax.Array
+    rho: jax.Array
+    amplification: jax.Array
+    surrogate_retain_increase: jax.Array
+
+    @classmethod
+    def initial(cls) -> RosuDiagnostics:
+        zero = jnp.zeros((), ACCUMULATION_DTYPE)
+        values = dict.fromkeys(cls._fields, zero)
+        values["surrogate_retain_increase"] = jnp.full((), jnp.nan, ACCUMULATION_DTYPE)
+        return cls(**values)
+
+
+class RosuState(NamedTuple):
+    """State of ``rosu``.
+
+    count: number of updates made (drives the ρ and λ schedules).
+    outer_state: the outer optimizer's state.
+    lagged_retain_grads: the previous step's surrogate gradient g̃ (lagged mode only, else None).
+    diagnostics: the geometry of the last step.
+    """
+
+    count: jax.Array
+    outer_state: optax.OptState
+    lagged_retain_grads: PyTree | None
+    diagnostics: RosuDiagnostics
+
+
+def _validate_scalar_or_schedule(name: str, value: Any, *, allow_zero: bool) -> None:
+    if callable(value):
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a float or a schedule (callable of the step count), got {value!r}.") from None
+    if not jnp.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+
+
+def _evaluate(value: ScalarOrSchedule, count: jax.Array) -> jax.Array:
+    return jnp.asarray(value(count) if callable(value) else value, ACCUMULATION_DTYPE)
+
+
+def rosu(
+    outer_optimizer: optax.GradientTransformation,
+    rho: ScalarOrSchedule = DEFAULT_RHO,
+    amplification: ScalarOrSchedule = DEFAULT_AMPLIFICATION,
+    *,
+    project: bool = True,
+    lagged: bool = False,
+    axis_name: str | None = None,
+    eps: float = DEFAULT_EPS,
+) -> optax.GradientTransformationExtraArgs:
+    """Retain-Orthogonal Surrogate Unlearning (ROSU; arXiv 2605.05871) as an Optax transformation.
+
+    Args:
+      outer_optimizer: any Optax optimizer; it receives the surrogate retain gradient g̃ = ∇L_r(θ + δ) and its
+        update U is applied at θ ("transported" outer step).
+      rho: perturbation radius ρ > 0, or a schedule ``count -> ρ`` (e.g. ``optax.cosine_decay_schedule``).
+      amplification: λ ≥ 0 (or a schedule): θ also moves by λ·δ, along the retain-neutral direction, which is
+        what makes forgetting advance; λ = 0 is the pure transported step (which, in our ablation, does not
+        forget).
+      project: True for ROSU's retain-orthogonal δ; False for the unconstrained min-max δ = ρ g_f/‖g_f‖ (UAM).
+      lagged: use the previous step's surrogate gradient g̃ as g_r, so a step costs two gradient evaluations
+        (as UAM). The first lagged step has no g̃ yet and takes the UAM direction. ``retain_grads`` is ignored.
+      axis_name: name of a mapped axis (``shard_map``/``pmap``) over which g_f, g_r and g̃ are averaged
+        before they are used: projecting per replica and averaging afterwards would give a different vector.
+      eps: degeneracy threshold of the projection (see ``retain_orthogonal_perturbation``).
+
+    Update extra args (keyword-only):
+      retain_grad_fn: ``params -> grads`` of the retain loss; called once, at θ + δ. Required.
+      retain_grads: ∇L_r(θ). Required with ``project=True`` unless ``lagged``.
+      mask: optional pytree of 0/1 (or bool) leaves: the projection runs inside the masked subspace and the
+        final update is masked, so momentum or weight decay never move masked-out weights.
+      retain_loss_fn: optional ``params -> scalar``; if given, L_r(θ + δ) − L_r(θ) is measured (two extra
+        forward passes) and stored in ``state.diagnostics.surrogate_retain_increase``.
+    """
+    _validate_scalar_or_schedule("rho", rho, allow_zero=False)
+    _validate_scalar_or_schedule("amplification", amplification, allow_zero=True)
+    if not isinstance(outer_optimizer, optax.GradientTransformation):
+        raise ValueError(
+            f"outer_optimizer must be an optax.GradientTransformation (e.g. optax.sgd(0.01)), got {outer_optimizer!r}."
+        )
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps!r}.")
+    outer = optax.with_extra_args_support(outer_optimizer)
+
+    def init_fn(params: optax.Params) -> RosuState:
+        return RosuState(
+            count=jnp.zeros((), jnp.int32),
+            outer_state=outer.init(params),
+            lagged_retain_grads=tree_zeros_like(params) if lagged else None,
+            diagnostics=RosuDiagnostics.initial(),
+        )
+
+    def update_fn(
+        updates: optax.Updates,
+        state: RosuState,
+        params: optax.Params | None = None,
+        *,
+        retain_grad_fn: Callable[[optax.Params], optax.Updates] | None = None,
+        retain_grads: optax.Updates | None = None,
+        mask: PyTree | None = None,
+        retain_loss_fn: Callable[[optax.Params], jax.Array] | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, RosuState]:
+        del extra_args
+        if params is None:
+            raise ValueError("rosu needs params: call opt.update(forget_grads, state, params, ...).")
+        if retain_grad_fn is None:
+            raise ValueError(
+                "rosu needs retain_grad_fn=<params -> retain gradient>: it evaluates the retain gradient at the "
+                "surrogate point θ + δ (e.g. retain_grad_fn=jax.grad(retain_loss))."
+            )
+        forget_grads = updates
+        check_same_structure(params, forget_grads, names=("params", "forget_grads"))
+        if lagged:
+            retain_at_theta = state.lagged_retain_grads
+        elif project:
+            if retain_grads is None:
+                raise ValueError(
+                    "rosu with project=True needs retain_grads=<∇L_r(θ)> (or lagged=True to reuse the previous "
+                    "surrogate gradient)."
+                )
+            retain_at_theta = tree_mean_over_axis(retain_grads, axis_name)
+        else:
+            retain_at_theta = None if retain_grads is None else tree_mean_over_axis(retain_grads, axis_name)
+        if retain_at_theta is not None:
+            check_same_structure(params, retain_at_theta, names=("params", "retain_grads"))
+
+        forget_grads = tree_mean_over_axis(forget_grads, axis_name)
+        if mask is not None:
+            check_same_structure(params, mask, names=("params", "mask"))
+            forget_grads = tree_mul(forget_grads, mask)
+            if retain_at_theta is not None:
+                retain_at_theta = tree_mul(retain_at_theta, mask)
+
+        rho_t = _evaluate(rho, state.count)
+        lam_t = _evaluate(amplification, state.count)
+        delta, geometry = perturbation_with_diagnostics(
+            forget_grads, retain_at_theta, rho_t, project=project, eps=eps
+        )
+        delta = jax.tree.map(lambda d, p: d.astype(p.dtype), delta, params)
+        surrogate_params = tree_add(params, delta)
+        surrogate_grads = tree_mean_over_axis(retain_grad_fn(surrogate_params), axis_name)
+        check_same_structure(params, surrogate_grads, names=("params", "retain_grad_fn(params)"))
+        if mask is not None:
+            surrogate_grads = tree_mul(surrogate_grads, mask)
+
+        outer_updates, outer_state = outer.update(surrogate_grads, state.outer_state, params)
+        new_updates = jax.tree.map(
+            lambda u, d, p: (u.astype(ACCUMULATION_DTYPE) + lam_t * d.astype(ACCUMULATION_DTYPE)).astype(p.dtype),
+            outer_updates,
+            delta,
+            params,
+        )
+        if mask is not None:
+            new_updates = tree_mul(new_updates, mask)
+
+        if retain_loss_fn is not None:
+            increase = (retain_loss_fn(surrogate_params) - retain_loss_fn(params)).astype(ACCUMULATION_DTYPE)
+            if axis_name is not None:
+                increase = jax.lax.pmean(increase, axis_name)
+        else:
+            increase = jnp.full((), jnp.nan, ACCUMULATION_DTYPE)
+        diagnostics = RosuDiagnostics(
+            **geometry._asdict(), rho=rho_t, amplification=lam_t, surrogate_retain_increase=increase
+        )
+        new_state = RosuState(
+            count=optax.safe_increment(state.count),
+            outer_state=outer_state,
+            lagged_retain_grads=surrogate_grads if lagged else None,
+            diagnostics=diagnostics,
+        )
+        return new_updates, new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def uam(
+    outer_optimizer: optax.GradientTransformation,
+    rho: ScalarOrSchedule = DEFAULT_RHO,
+    amplification: ScalarOrSchedule = 0.0,
+    *,
+    axis_name: str | None = None,
+    eps: float = DEFAULT_EPS,
+) -> optax.GradientTransformationExtraArgs:
+    """Unlearning-Aware Minimization (the standard min-max step): δ = ρ g_f/‖g_f‖, g̃ = ∇L_r(θ+δ), θ ← θ + U.
+
+    Exactly ``rosu(outer_optimizer, rho, amplification, project=False)``; ``amplification`` defaults to 0 (UAM as
+    published). A non-zero λ gives the "UAM with ROSU's λ" ablation that isolates what the projection buys.
+    ``retain_grads`` is optional: when given, the coupling and UAM's first-order retain change are reported.
+    """
+    return rosu(outer_optimizer, rho, amplification, project=False, axis_name=axis_name, eps=eps)
+
+
+__all__ = [
+    "DEFAULT_AMPLIFICATION",
+    "DEFAULT_RHO",
+    "RosuDiagnostics",
+    "RosuState",
+    "rosu",
+    "uam",
+]
