@@ -40,7 +40,9 @@ def check_same_structure(reference: PyTree, other: PyTree, *, names: tuple[str, 
                     "parameter pytree (same keys, same nesting)."
                 )
         shorter, longer = (names[0], names[1]) if len(ref_paths) < len(other_paths) else (names[1], names[0])
-        extra = (other_paths if len(ref_paths) < len(other_paths) else ref_paths)[min(len(ref_paths), len(other_paths)) :]
+        extra = (other_paths if len(ref_paths) < len(other_paths) else ref_paths)[
+            min(len(ref_paths), len(other_paths)) :
+        ]
         first_extra = extra[0] if extra else "<container types differ>"
         raise ValueError(
             f"{names[0]} and {names[1]} have different tree structures ({len(ref_paths)} vs {len(other_paths)} "
@@ -57,9 +59,7 @@ def check_same_structure(reference: PyTree, other: PyTree, *, names: tuple[str, 
 
 def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
     """Global inner product ⟨a, b⟩ = Σ_leaves Σ a·b, accumulated in float32 (shard-safe)."""
-    partial_sums = jax.tree.map(
-        lambda x, y: jnp.sum(x.astype(ACCUMULATION_DTYPE) * y.astype(ACCUMULATION_DTYPE)), a, b
-    )
+    partial_sums = jax.tree.map(lambda x, y: jnp.sum(x.astype(ACCUMULATION_DTYPE) * y.astype(ACCUMULATION_DTYPE)), a, b)
     return sum(jax.tree.leaves(partial_sums), jnp.zeros((), ACCUMULATION_DTYPE))
 
 
@@ -93,9 +93,7 @@ def tree_gram(a: PyTree, b: PyTree) -> tuple[jax.Array, jax.Array, jax.Array]:
 def tree_axpby(alpha: jax.Array, x: PyTree, beta: jax.Array, y: PyTree) -> PyTree:
     """α·x + β·y per leaf, computed in float32 and cast back to each leaf of ``x``'s dtype."""
     return jax.tree.map(
-        lambda u, v: (
-            alpha * u.astype(ACCUMULATION_DTYPE) + beta * v.astype(ACCUMULATION_DTYPE)
-        ).astype(u.dtype),
+        lambda u, v: (alpha * u.astype(ACCUMULATION_DTYPE) + beta * v.astype(ACCUMULATION_DTYPE)).astype(u.dtype),
         x,
         y,
     )

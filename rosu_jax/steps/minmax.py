@@ -129,10 +129,25 @@ def make_uam_step(
     """
     if report_coupling:
         return make_rosu_step(
-            forget_loss_fn, retain_loss_fn, outer_optimizer, rho=rho, amplification=amplification,
-            project=False, measure_surrogate=measure_surrogate, eps=eps, jit=jit,
+            forget_loss_fn,
+            retain_loss_fn,
+            outer_optimizer,
+            rho=rho,
+            amplification=amplification,
+            project=False,
+            measure_surrogate=measure_surrogate,
+            eps=eps,
+            jit=jit,
         )
     return make_rosu_step(
-        forget_loss_fn, retain_loss_fn, outer_optimizer, rho=rho, amplification=amplification,
-        project=False, lagged=True, measure_surrogate=measure_surrogate, eps=eps, jit=jit,
+        forget_loss_fn,
+        retain_loss_fn,
+        outer_optimizer,
+        rho=rho,
+        amplification=amplification,
+        project=False,
+        lagged=True,
+        measure_surrogate=measure_surrogate,
+        eps=eps,
+        jit=jit,
     )

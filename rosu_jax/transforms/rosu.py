@@ -215,9 +215,7 @@ def rosu(
 
         rho_t = _evaluate(rho, state.count)
         lam_t = _evaluate(amplification, state.count)
-        delta, geometry = perturbation_with_diagnostics(
-            forget_grads, retain_at_theta, rho_t, project=project, eps=eps
-        )
+        delta, geometry = perturbation_with_diagnostics(forget_grads, retain_at_theta, rho_t, project=project, eps=eps)
         delta = jax.tree.map(lambda d, p: d.astype(p.dtype), delta, params)
         surrogate_params = tree_add(params, delta)
         surrogate_grads = tree_mean_over_axis(retain_grad_fn(surrogate_params), axis_name)

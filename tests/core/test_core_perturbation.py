@@ -73,9 +73,7 @@ def test_coupling_of_the_forget_gain():
     kappa = float(diag.coupling)
     np.testing.assert_allclose(diag.neutral_fraction, np.sqrt(1 - kappa**2), rtol=1e-5)
     np.testing.assert_allclose(diag.predicted_retain_change, 0.0)
-    np.testing.assert_allclose(
-        diag.predicted_retain_change_minmax, float(diag.retain_norm) * kappa, rtol=1e-5
-    )
+    np.testing.assert_allclose(diag.predicted_retain_change_minmax, float(diag.retain_norm) * kappa, rtol=1e-5)
     _, uam_diag = rosu_jax.perturbation_with_diagnostics(gf, gr, 1.0, project=False)
     uam_change = flat(rosu_jax.minmax_perturbation(gf, 1.0)) @ flat(gr)
     np.testing.assert_allclose(uam_diag.predicted_retain_change, uam_change, rtol=1e-5)
@@ -88,7 +86,9 @@ def test_zero_retain_gradient_gives_minmax_direction():
     gf = random_tree(jax.random.key(8), SHAPES)
     zeros = jax.tree.map(jnp.zeros_like, gf)
     chex.assert_trees_all_close(
-        rosu_jax.retain_orthogonal_perturbation(gf, zeros, 0.5), rosu_jax.minmax_perturbation(gf, 0.5), atol=1e-7
+        rosu_jax.retain_orthogonal_perturbation(gf, zeros, 0.5),
+        rosu_jax.minmax_perturbation(gf, 0.5),
+        atol=1e-7,
     )
     assert float(rosu_jax.coupling(gf, zeros)) == 0.0
 
@@ -96,7 +96,10 @@ def test_zero_retain_gradient_gives_minmax_direction():
 def test_zero_forget_gradient_gives_zero():
     gr = random_tree(jax.random.key(9), SHAPES)
     zeros = jax.tree.map(jnp.zeros_like, gr)
-    for delta in (rosu_jax.retain_orthogonal_perturbation(zeros, gr, 0.5), rosu_jax.minmax_perturbation(zeros, 0.5)):
+    for delta in (
+        rosu_jax.retain_orthogonal_perturbation(zeros, gr, 0.5),
+        rosu_jax.minmax_perturbation(zeros, 0.5),
+    ):
         assert np.all(flat(delta) == 0.0)
     assert np.all(flat(rosu_jax.retain_orthogonal_perturbation(zeros, zeros, 0.5)) == 0.0)
 
@@ -135,7 +138,10 @@ def test_non_finite_inputs_propagate_as_nan(bad):
 def test_finite_inputs_never_give_nan_even_when_tiny():
     gf = jax.tree.map(lambda x: 1e-30 * x, random_tree(jax.random.key(14), SHAPES))
     gr = jax.tree.map(lambda x: 1e-30 * x, random_tree(jax.random.key(15), SHAPES))
-    for delta in (rosu_jax.retain_orthogonal_perturbation(gf, gr, 0.5), rosu_jax.minmax_perturbation(gf, 0.5)):
+    for delta in (
+        rosu_jax.retain_orthogonal_perturbation(gf, gr, 0.5),
+        rosu_jax.minmax_perturbation(gf, 0.5),
+    ):
         assert np.all(np.isfinite(flat(delta)))
     assert np.isfinite(float(rosu_jax.coupling(gf, gr)))
 

@@ -112,10 +112,20 @@ def test_step_matches_transformation_and_reports_diagnostics(trained):
     r = lambda p: ce(p, stats, retain, None)[0]
     tx = rosu_jax.rosu(optax.sgd(0.05), 0.3, 0.1)
     updates, tx_state = tx.update(
-        jax.grad(f)(params), tx.init(params), params, retain_grads=jax.grad(r)(params), retain_grad_fn=jax.grad(r)
+        jax.grad(f)(params),
+        tx.init(params),
+        params,
+        retain_grads=jax.grad(r)(params),
+        retain_grad_fn=jax.grad(r),
     )
     chex.assert_trees_all_close(state.params, optax.apply_updates(params, updates), atol=1e-6)
-    for name in ("coupling", "forget_norm", "retain_norm", "neutral_fraction", "predicted_retain_change_minmax"):
+    for name in (
+        "coupling",
+        "forget_norm",
+        "retain_norm",
+        "neutral_fraction",
+        "predicted_retain_change_minmax",
+    ):
         np.testing.assert_allclose(metrics[name], getattr(tx_state.diagnostics, name), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(metrics["forget_loss"], f(params), rtol=1e-6)
     np.testing.assert_allclose(metrics["retain_loss"], r(params), rtol=1e-6)
@@ -131,12 +141,8 @@ def test_surrogate_forward_does_not_touch_batch_statistics(trained):
     # running statistics are exactly those of the retain forward pass at θ (not θ + δ, not the forget batch)
     _, expected_stats = apply(params, stats, retain[0], True)
     chex.assert_trees_all_close(state.model_state, expected_stats, atol=0)
-    _, surrogate_stats = apply(
-        jax.tree.map(lambda p: p + 1.0, params), stats, retain[0], True
-    )
-    assert not np.allclose(
-        jax.tree.leaves(surrogate_stats)[0], jax.tree.leaves(state.model_state)[0]
-    )
+    _, surrogate_stats = apply(jax.tree.map(lambda p: p + 1.0, params), stats, retain[0], True)
+    assert not np.allclose(jax.tree.leaves(surrogate_stats)[0], jax.tree.leaves(state.model_state)[0])
 
 
 def test_lagged_step_keeps_model_state_and_costs_two_gradients(trained):
@@ -159,9 +165,7 @@ def test_uam_step_is_rosu_without_projection(trained):
     s1, m1 = uam.step(uam.init(params, stats), forget, retain, jax.random.key(4))
     s2, _ = off.step(off.init(params, stats), forget, retain, jax.random.key(4))
     chex.assert_trees_all_close(s1.params, s2.params, atol=0)
-    np.testing.assert_allclose(
-        m1["predicted_retain_change"], 0.4 * m1["retain_norm"] * m1["coupling"], rtol=1e-5
-    )
+    np.testing.assert_allclose(m1["predicted_retain_change"], 0.4 * m1["retain_norm"] * m1["coupling"], rtol=1e-5)
     two_gradient = rosu_jax.make_uam_step(*args, rho=0.4)
     assert two_gradient.gradient_evaluations == 2
     s3, _ = two_gradient.step(two_gradient.init(params, stats), forget, retain, jax.random.key(4))

@@ -40,8 +40,12 @@ def run_steps(tx, params, forget_loss, retain_loss, n, **extra):
     state = tx.init(params)
     for _ in range(n):
         updates, state = tx.update(
-            jax.grad(forget_loss)(params), state, params,
-            retain_grads=jax.grad(retain_loss)(params), retain_grad_fn=jax.grad(retain_loss), **extra,
+            jax.grad(forget_loss)(params),
+            state,
+            params,
+            retain_grads=jax.grad(retain_loss)(params),
+            retain_grad_fn=jax.grad(retain_loss),
+            **extra,
         )
         params = optax.apply_updates(params, updates)
     return params, state
@@ -93,8 +97,11 @@ def test_chains_with_optax_and_jits():
         @jax.jit
         def step(params, state):
             updates, state = tx.update(
-                jax.grad(forget_loss)(params), state, params,
-                retain_grads=jax.grad(retain_loss)(params), retain_grad_fn=jax.grad(retain_loss),
+                jax.grad(forget_loss)(params),
+                state,
+                params,
+                retain_grads=jax.grad(retain_loss)(params),
+                retain_grad_fn=jax.grad(retain_loss),
             )
             return optax.apply_updates(params, updates), state
 
@@ -122,8 +129,11 @@ def test_dtype_of_updates_follows_params():
     loss_r = lambda p: jnp.sum((p["w"].astype(jnp.float32) - 2) ** 2) + jnp.sum(p["b"] ** 2)
     tx = rosu_jax.rosu(optax.sgd(0.1, momentum=0.9))
     updates, _ = tx.update(
-        jax.grad(loss_f)(params), tx.init(params), params,
-        retain_grads=jax.grad(loss_r)(params), retain_grad_fn=jax.grad(loss_r),
+        jax.grad(loss_f)(params),
+        tx.init(params),
+        params,
+        retain_grads=jax.grad(loss_r)(params),
+        retain_grad_fn=jax.grad(loss_r),
     )
     chex.assert_trees_all_equal_dtypes(updates, params)
 

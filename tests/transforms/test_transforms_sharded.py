@@ -72,9 +72,7 @@ def test_axis_name_inside_shard_map_matches_full_batch(global_loss):
     device_loss = (lambda p, x, y: jax.lax.pmean(loss(p, x, y), "data")) if global_loss else loss
 
     @jax.jit
-    @jax.shard_map(
-        mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=(P(), P()), check_vma=global_loss
-    )
+    @jax.shard_map(mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=(P(), P()), check_vma=global_loss)
     def sharded_step(params, forget, retain):
         new_params, diag = one_step(tx, params, forget, retain, device_loss)
         return new_params, diag.coupling
