@@ -24,6 +24,7 @@ from rosu_jax.runs.checkpoint import Checkpointer
 from rosu_jax.runs.config import TrainRecipe
 from rosu_jax.steps.baselines import make_ft_step
 from rosu_jax.steps.state import UnlearnState
+from rosu_jax.transforms.schedules import cosine_decay, piecewise_constant
 
 PyTree = Any
 
@@ -38,9 +39,9 @@ class TrainedModel:
 
 def training_optimizer(recipe: TrainRecipe, total_steps: int) -> optax.GradientTransformation:
     if recipe.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(recipe.lr, total_steps)
+        lr = cosine_decay(recipe.lr, total_steps)
     elif recipe.schedule == "step":  # ×0.1 at 50% and 75% of training, the classic CIFAR recipe
-        lr = optax.piecewise_constant_schedule(recipe.lr, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
+        lr = piecewise_constant(recipe.lr, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
     else:
         lr = recipe.lr
     parts = [optax.add_decayed_weights(recipe.weight_decay)] if recipe.weight_decay else []

@@ -6,6 +6,7 @@ Adding a method = writing its step and one entry in ``METHODS``; runs, reports a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
 
 import jax
@@ -25,6 +26,7 @@ from rosu_jax.steps.minmax import make_rosu_step
 from rosu_jax.steps.state import PyTree, Stepper
 from rosu_jax.transforms.recipes import saliency_mask
 from rosu_jax.transforms.rosu import DEFAULT_AMPLIFICATION, DEFAULT_RHO
+from rosu_jax.transforms.schedules import cosine_decay, linear
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +70,7 @@ class MethodConfig:
 
 
 def _schedule(value: float, kind: str, total_steps: int):
-    return optax.cosine_decay_schedule(value, max(total_steps, 1)) if kind == "cosine" else value
+    return cosine_decay(value, max(total_steps, 1)) if kind == "cosine" else value
 
 
 def make_optimizer(config: MethodConfig, total_steps: int) -> optax.GradientTransformation:
@@ -108,7 +110,7 @@ def _neggrad_plus(apply_fn, num_classes, config, total_steps, *, jit=True):
 
 
 def _l1(apply_fn, num_classes, config, total_steps, *, jit=True):
-    gamma = optax.linear_schedule(config.l1_weight, 0.0, max(total_steps, 1))
+    gamma = linear(config.l1_weight, 0.0, max(total_steps, 1))
     return make_l1_sparse_step(apply_fn, make_optimizer(config, total_steps), gamma, jit=jit)
 
 
@@ -157,14 +159,20 @@ def get_method(name: str) -> MethodSpec:
     return METHODS[name]
 
 
+@functools.lru_cache(maxsize=32)
+def _forget_grad_fn(apply_fn: ApplyFn):
+    loss = forget_loss_fn(apply_fn)
+    return jax.jit(jax.grad(lambda params, model_state, batch: loss(params, model_state, batch, None)[0]))
+
+
 def forget_gradient_sum(
     apply_fn: ApplyFn, params: PyTree, model_state: PyTree, forget_batches: Iterable[dict]
 ) -> PyTree:
-    """Σ over batches of ∇L_f (eval mode), for SalUn's saliency; jitted once per batch shape."""
-    grad_fn = jax.jit(jax.grad(lambda p, b: forget_loss_fn(apply_fn)(p, model_state, b, None)[0]))
+    """Σ over batches of ∇L_f (eval mode), for SalUn's saliency; compiled once per model and batch shape."""
+    grad_fn = _forget_grad_fn(apply_fn)
     total = jax.tree.map(jnp.zeros_like, params)
     for batch in forget_batches:
-        total = jax.tree.map(jnp.add, total, grad_fn(params, batch))
+        total = jax.tree.map(jnp.add, total, grad_fn(params, model_state, batch))
     return total
 
 

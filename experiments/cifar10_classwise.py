@@ -1,0 +1,14 @@
+"""cifar10 — classwise forgetting, ResNet-18 (the paper's setting).
+
+Command:  rosu-unlearn --config experiments/cifar10_classwise.py (tfds, or --data-dir /path/to/image-folder) --out results/cifar10_classwise
+Expected Retrain: UA 100, RA 100, TA ~94.8, MIA 100 (literature, CIFAR-10 / ResNet-18).
+ROSU's published retain accuracy (leaderboard quote; the paper's tables are not public): see PROTOCOL.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _paper import paper_config  # noqa: E402
+
+CONFIG = paper_config("cifar10", "classwise", data_dir=None)
