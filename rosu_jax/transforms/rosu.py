@@ -134,7 +134,7 @@ def rosu(
     Args:
       outer_optimizer: any Optax optimizer; it receives the surrogate retain gradient g̃ = ∇L_r(θ + δ) and its
         update U is applied at θ ("transported" outer step).
-      rho: perturbation radius ρ > 0, or a schedule ``count -> ρ`` (e.g. ``rosu_jax.transforms.schedules.cosine_decay``).
+      rho: perturbation radius ρ > 0, or a schedule ``count -> ρ`` (``rosu_jax.transforms.schedules.cosine_decay``).
       amplification: λ ≥ 0 (or a schedule): θ also moves by λ·δ, along the retain-neutral direction, which is
         what makes forgetting advance; λ = 0 is the pure transported step (which, in our ablation, does not
         forget).

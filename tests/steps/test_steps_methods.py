@@ -108,7 +108,9 @@ def test_l1_sparse_shrinks_the_l1_norm_more_than_fine_tuning(setup):
 def test_salun_moves_only_the_salient_half(setup):
     apply_fn, trained, subsets, mean, std, _ = setup
     result = run(setup, "SalUn")
-    moved = [np.asarray(a != b) for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(trained.params))]
+    moved = [
+        np.asarray(a != b) for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(trained.params), strict=True)
+    ]
     fraction_moved = sum(m.sum() for m in moved) / sum(m.size for m in moved)
     assert 0.3 < fraction_moved <= 0.5 + 1e-3
 
