@@ -135,14 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     from rosu_jax.runs.pipeline import run_pipeline
     from rosu_jax.runs.report import markdown_tables, write_report
 
-    place = None
-    if config.mesh:
-        from rosu_jax.parallel import placement_for_run
-
-        place = placement_for_run(config.mesh)
     log = (lambda s: None) if args.no_progress else (lambda s: print(s, file=sys.stderr))
     try:
-        output = run_pipeline(config, work_dir=args.work_dir, progress=not args.no_progress, place=place, log=log)
+        output = run_pipeline(config, work_dir=args.work_dir, progress=not args.no_progress, log=log)
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"rosu-unlearn: {err}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from rosu_jax.data import dataset_stats, load_dataset, make_split, normalize_images
 from rosu_jax.evaluation import avg_gap, compute_metrics, predict_logits
 from rosu_jax.models import build_model
+from rosu_jax.parallel.mesh import make_mesh
 from rosu_jax.runs.config import RunConfig, stable_hash
 from rosu_jax.runs.train import train_classifier
 from rosu_jax.runs.unlearn import StepperCache, run_unlearning
@@ -92,12 +93,11 @@ def run_pipeline(
     *,
     work_dir: str | Path | None = None,
     progress: bool = True,
-    place: tuple[Callable, Callable] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> RunOutput:
     """Run every (seed, scenario, method[, lr]) of ``config``; return rows and per-step histories.
 
-    ``place`` = (place_state, place_batch) puts states and batches on a device mesh (``rosu_jax.parallel``).
+    ``config.mesh`` (e.g. ``"data=8"``) runs training and unlearning on a device mesh (``rosu_jax.parallel``).
     """
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir()
     dataset = load_dataset(config.dataset, config.data_dir)
@@ -116,7 +116,7 @@ def run_pipeline(
     }
     rows_cache = RowCache(work_dir / "rows")
     steppers = StepperCache()
-    place_state, place_batch = place if place is not None else (None, None)
+    mesh = make_mesh(config.mesh) if config.mesh else None
     lrs = config.lr_grid or (None,)
     total = len(config.seeds) * (1 + len(config.scenarios) * (1 + len(config.methods) * len(lrs)))
     bar = tqdm(total=total, desc=f"{config.dataset}/{config.model}", disable=not progress)
@@ -234,8 +234,7 @@ def run_pipeline(
                                 std=std,
                                 steppers=steppers,
                                 progress=progress,
-                                place_state=place_state,
-                                place_batch=place_batch,
+                                mesh=mesh,
                             )
                             metrics = evaluate(apply_fn, result.params, result.model_state, subsets, mean, std)
                             row = base | {

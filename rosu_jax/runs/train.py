@@ -17,9 +17,11 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from rosu_jax.data.batching import iterate_batches, num_batches
+from rosu_jax.parallel.mesh import shard_batch, shard_state, sharded_step
 from rosu_jax.runs.checkpoint import Checkpointer
 from rosu_jax.runs.config import TrainRecipe
 from rosu_jax.steps.baselines import make_ft_step
@@ -64,10 +66,12 @@ def train_classifier(
     description: str = "train",
     progress: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> TrainedModel:
     """Train with cross-entropy from (params, model_state); resume from ``checkpoint_dir`` when it has a save.
 
-    ``on_epoch_end(epoch)`` is called after each saved epoch (tests use it to interrupt a run).
+    ``on_epoch_end(epoch)`` is called after each saved epoch (tests use it to interrupt a run). With a ``mesh``
+    the state is sharded (``rosu_jax.parallel``) and checkpoints restore onto that mesh whatever mesh saved them.
     """
     if len(x) == 0:
         raise ValueError(f"{description}: no training examples.")
@@ -76,6 +80,12 @@ def train_classifier(
     total_steps = steps_per_epoch * recipe.epochs
     stepper = make_ft_step(apply_fn, training_optimizer(recipe, total_steps))
     state = stepper.init(params, model_state)
+    step = stepper.step
+    place_batch = lambda b: b
+    if mesh is not None:
+        state = shard_state(state, mesh)
+        step = sharded_step(stepper, mesh, state)
+        place_batch = lambda b: shard_batch(b, mesh)
     start_epoch, seconds = 0, 0.0
     checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
     if checkpointer is not None and checkpointer.latest_step() is not None:
@@ -104,7 +114,7 @@ def train_classifier(
             metrics = None
             for i, batch in enumerate(batches):
                 key = jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
-                state, metrics = stepper.step(state, None, batch, key)
+                state, metrics = step(state, None, place_batch(batch), key)
             state = jax.block_until_ready(state)
             seconds += time.perf_counter() - started
             if checkpointer is not None:

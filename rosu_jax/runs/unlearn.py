@@ -15,9 +15,11 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from rosu_jax.data.batching import cycle_batches, iterate_batches, num_batches
+from rosu_jax.parallel.mesh import shard_batch, shard_state, sharded_step
 from rosu_jax.steps.registry import MethodConfig, get_method, method_extras
 from rosu_jax.steps.state import Stepper
 
@@ -50,16 +52,28 @@ class UnlearnResult:
 
 
 class StepperCache:
-    """Build each (method, config, apply_fn, steps) stepper once, so its compiled step is reused across
+    """Build each (method, config, apply_fn, steps, mesh) step once, so its compiled step is reused across
     scenarios and seeds with the same shapes."""
 
     def __init__(self):
-        self._cache: dict[tuple, Stepper] = {}
+        self._cache: dict[tuple, tuple[Stepper, Callable]] = {}
 
-    def get(self, method: str, config: MethodConfig, apply_fn: Callable, num_classes: int, total_steps: int):
-        key = (method, config, id(apply_fn), num_classes, total_steps)
+    def get(
+        self,
+        method: str,
+        config: MethodConfig,
+        apply_fn: Callable,
+        num_classes: int,
+        total_steps: int,
+        mesh: Mesh | None = None,
+        state_template: Any = None,
+    ) -> tuple[Stepper, Callable]:
+        """(stepper, step function); with a mesh the step is jitted with the mesh's in/out shardings."""
+        key = (method, config, id(apply_fn), num_classes, total_steps, mesh)
         if key not in self._cache:
-            self._cache[key] = get_method(method).factory(apply_fn, num_classes, config, total_steps)
+            stepper = get_method(method).factory(apply_fn, num_classes, config, total_steps)
+            step = stepper.step if mesh is None else sharded_step(stepper, mesh, state_template)
+            self._cache[key] = (stepper, step)
         return self._cache[key]
 
 
@@ -80,12 +94,12 @@ def run_unlearning(
     std: np.ndarray,
     steppers: StepperCache | None = None,
     progress: bool = True,
-    place_batch: Callable[[dict], dict] | None = None,
-    place_state: Callable[[Any], Any] | None = None,
+    mesh: Mesh | None = None,
 ) -> UnlearnResult:
     """Unlearn ``forget`` from (params, model_state) with ``method``; return the new weights and the run's record.
 
-    ``place_batch``/``place_state`` put batches and the state on a device mesh (see ``rosu_jax.parallel``).
+    With a ``mesh`` the state is placed by ``rosu_jax.parallel.shard_state`` (params replicated or FSDP-sharded),
+    batches are split over the mesh, and the step keeps that layout (``sharded_step``).
     """
     if len(forget[0]) == 0:
         raise ValueError("the forget set is empty: nothing to unlearn. Check the forget class or fraction.")
@@ -96,7 +110,6 @@ def run_unlearning(
     steps_per_epoch = num_batches(len(retain[0]), batch_size, drop_last=True)
     total_steps = steps_per_epoch * epochs
     steppers = steppers or StepperCache()
-    stepper = steppers.get(method, config, apply_fn, num_classes, total_steps)
     spec = get_method(method)
 
     started = time.perf_counter()
@@ -108,12 +121,14 @@ def run_unlearning(
         model_state,
         lambda: iterate_batches(*forget, forget_batch_size, seed=seed, shuffle=False, mean=mean, std=std),
     )
+    stepper = steppers.get(method, config, apply_fn, num_classes, total_steps)[0]
     state = stepper.init(params, model_state, extras)
-    if place_state is not None:
-        state = place_state(state)
+    if mesh is not None:
+        state = shard_state(state, mesh)
+    _, step = steppers.get(method, config, apply_fn, num_classes, total_steps, mesh, state)
+    place_batch = (lambda b: b) if mesh is None else (lambda b: shard_batch(b, mesh))
     forget_stream = cycle_batches(*forget, forget_batch_size, seed=seed, mean=mean, std=std)
     base_key = jax.random.key(seed)
-    place_batch = place_batch or (lambda b: b)
     records: list[dict] = []
     compile_s = 0.0
     bar = tqdm(total=total_steps, desc=method, disable=not progress, leave=False)
@@ -123,7 +138,7 @@ def run_unlearning(
                 iterate_batches(*retain, batch_size, seed=seed, epoch=epoch, drop_last=True, mean=mean, std=std)
             ):
                 key = jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
-                state, metrics = stepper.step(state, place_batch(next(forget_stream)), place_batch(retain_batch), key)
+                state, metrics = step(state, place_batch(next(forget_stream)), place_batch(retain_batch), key)
                 records.append(
                     {k: metrics[k] for k in HISTORY_KEYS if k in metrics} | {"finite": metrics["all_finite"]}
                 )

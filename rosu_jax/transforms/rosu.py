@@ -34,6 +34,7 @@ chains with ``optax.chain``: transformations before it see g_f, those after it s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -110,7 +111,7 @@ def _validate_scalar_or_schedule(name: str, value: Any, *, allow_zero: bool) -> 
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a float or a schedule (callable of the step count), got {value!r}.") from None
-    if not jnp.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
 
