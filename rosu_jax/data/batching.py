@@ -32,9 +32,7 @@ def normalize_images(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.nda
     mean = np.asarray(mean, np.float32)
     std = np.asarray(std, np.float32)
     if np.any(std <= 0):
-        raise ValueError(
-            f"std must be positive per channel, got {std}; a constant channel cannot be standardised"
-        )
+        raise ValueError(f"std must be positive per channel, got {std}; a constant channel cannot be standardised")
     return ((x.astype(np.float32) * np.float32(1 / 255)) - mean) / std
 
 
@@ -143,11 +141,7 @@ def cycle_batches(
     epoch = 0
     while True:
         while pending.size < batch_size:
-            order = (
-                np.random.default_rng([seed, stream, epoch, _PERM]).permutation(n)
-                if shuffle
-                else np.arange(n)
-            )
+            order = np.random.default_rng([seed, stream, epoch, _PERM]).permutation(n) if shuffle else np.arange(n)
             pending = np.concatenate([pending, order])
             epoch += 1
         idx, pending = pending[:batch_size], pending[batch_size:]

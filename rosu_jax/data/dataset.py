@@ -12,9 +12,7 @@ def _check_images(name: str, x: np.ndarray) -> None:
     if not isinstance(x, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(x).__name__}")
     if x.dtype != np.uint8:
-        raise ValueError(
-            f"{name} must be uint8 (0..255), got dtype {x.dtype}; convert with .astype(np.uint8)"
-        )
+        raise ValueError(f"{name} must be uint8 (0..255), got dtype {x.dtype}; convert with .astype(np.uint8)")
     if x.ndim != 4:
         raise ValueError(f"{name} must be NHWC (4-D), got shape {x.shape}; add a channel axis for grayscale")
 
@@ -29,8 +27,7 @@ def _as_labels(name: str, y: np.ndarray, n: int, num_classes: int) -> np.ndarray
         raise ValueError(f"{name} has {y.shape[0]} labels but there are {n} images")
     if y.size and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(
-            f"{name} has labels in {y.min()}..{y.max()}, outside 0..{num_classes - 1} "
-            f"({num_classes} class names given)"
+            f"{name} has labels in {y.min()}..{y.max()}, outside 0..{num_classes - 1} ({num_classes} class names given)"
         )
     return y.astype(np.int32, copy=False)
 
@@ -64,8 +61,7 @@ class ImageDataset:
             _check_images(f"x_{split}", x)
             if x.shape[1:] != self.x_train.shape[1:]:
                 raise ValueError(
-                    f"x_{split} images have shape {x.shape[1:]} "
-                    f"but x_train images have {self.x_train.shape[1:]}"
+                    f"x_{split} images have shape {x.shape[1:]} but x_train images have {self.x_train.shape[1:]}"
                 )
             object.__setattr__(self, f"y_{split}", _as_labels(f"y_{split}", y, x.shape[0], len(names)))
         if self.x_train.shape[0] == 0:

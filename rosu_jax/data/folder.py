@@ -48,9 +48,7 @@ def _list_images(folder: Path) -> list[Path]:
         names = sorted(
             e.name
             for e in it
-            if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
-            and not e.name.startswith(".")
-            and e.is_file()
+            if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and not e.name.startswith(".") and e.is_file()
         )
     return [folder / n for n in names]
 
@@ -289,9 +287,7 @@ def load_image_folder(
         x_train = decode_images(listing.train_files, size, num_workers)
         x_test = decode_images(listing.test_files, size, num_workers)
         if size is None and x_test.shape[1:] != x_train.shape[1:]:
-            raise ValueError(
-                f"test images are {x_test.shape[1:3]} but training images are {x_train.shape[1:3]}"
-            )
+            raise ValueError(f"test images are {x_test.shape[1:3]} but training images are {x_train.shape[1:3]}")
         arrays = {
             "x_train": x_train,
             "y_train": listing.train_labels,

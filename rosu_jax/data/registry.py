@@ -19,9 +19,7 @@ def _has_train_test(data_dir: str | os.PathLike | None) -> bool:
     return data_dir is not None and (Path(data_dir) / "train").is_dir() and (Path(data_dir) / "test").is_dir()
 
 
-def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0, **kw
-) -> ImageDataset:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0, **kw) -> ImageDataset:
     """Load a dataset by name following the evaluation protocol; extra keywords go to the underlying loader.
 
     'digits' is bundled (data_dir ignored); 'folder' and 'tiny_imagenet' read ``data_dir``; 'cifar10' /
@@ -44,7 +42,5 @@ def load_dataset(
     else:
         ds = load_tfds(name, data_dir=data_dir, seed=seed, **kw)
     if ds.num_classes != _EXPECTED_CLASSES[name]:
-        raise ValueError(
-            f"{name} should have {_EXPECTED_CLASSES[name]} classes but {data_dir} has {ds.num_classes}"
-        )
+        raise ValueError(f"{name} should have {_EXPECTED_CLASSES[name]} classes but {data_dir} has {ds.num_classes}")
     return ds

@@ -83,8 +83,7 @@ def _as_classes(classes: int | Sequence[int], dataset: ImageDataset) -> tuple[in
             raise ValueError(f"class {c!r} must be an integer class index in 0..{dataset.num_classes - 1}")
         if not 0 <= int(c) < dataset.num_classes:
             raise ValueError(
-                f"class {c} is not in 0..{dataset.num_classes - 1} for {dataset.name}; "
-                "pick a class index in that range"
+                f"class {c} is not in 0..{dataset.num_classes - 1} for {dataset.name}; pick a class index in that range"
             )
         out.append(int(c))
     return tuple(sorted(set(out)))
@@ -103,9 +102,7 @@ def classwise_split(dataset: ImageDataset, classes: int | Sequence[int] = 0) -> 
             "pick a class that occurs in the training set"
         )
     if retain_idx.size == 0:
-        raise ValueError(
-            f"forgetting class(es) {list(forget_classes)} leaves no retain set; forget fewer classes"
-        )
+        raise ValueError(f"forgetting class(es) {list(forget_classes)} leaves no retain set; forget fewer classes")
     test_idx = np.flatnonzero(~np.isin(dataset.y_test, forget_classes))
     if test_idx.size == 0:
         raise ValueError(f"no test images remain after excluding class(es) {list(forget_classes)}")
@@ -114,11 +111,7 @@ def classwise_split(dataset: ImageDataset, classes: int | Sequence[int] = 0) -> 
 
 def random_split(dataset: ImageDataset, fraction: float = 0.1, seed: int = 0) -> ForgetSplit:
     """Forget round(fraction * n_train) training images drawn uniformly without replacement (seeded)."""
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, numbers.Real)
-        or not 0.0 < float(fraction) < 1.0
-    ):
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < float(fraction) < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}; e.g. fraction=0.1 forgets 10%")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -126,13 +119,10 @@ def random_split(dataset: ImageDataset, fraction: float = 0.1, seed: int = 0) ->
     k = int(round(float(fraction) * n))
     if k == 0:
         raise ValueError(
-            f"fraction={fraction} of {n} training images rounds to an empty forget set; "
-            f"use fraction >= {1 / n:.3g}"
+            f"fraction={fraction} of {n} training images rounds to an empty forget set; use fraction >= {1 / n:.3g}"
         )
     if k == n:
-        raise ValueError(
-            f"fraction={fraction} of {n} training images leaves no retain set; use a smaller fraction"
-        )
+        raise ValueError(f"fraction={fraction} of {n} training images leaves no retain set; use a smaller fraction")
     rng = np.random.default_rng(int(seed))
     forget_idx = np.sort(rng.choice(n, size=k, replace=False))
     mask = np.ones(n, dtype=bool)

@@ -11,9 +11,7 @@ import numpy as np
 
 
 @partial(jax.jit, static_argnames=("apply_fn",))
-def _eval_forward(
-    apply_fn: Callable[..., Any], params: Any, model_state: Any, images: jax.Array
-) -> jax.Array:
+def _eval_forward(apply_fn: Callable[..., Any], params: Any, model_state: Any, images: jax.Array) -> jax.Array:
     return apply_fn(params, model_state, images, train=False)[0]
 
 

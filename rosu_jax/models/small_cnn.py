@@ -51,9 +51,7 @@ class SmallCNN(nnx.Module):
             )
             setattr(self, f"conv{i}", conv)
             if use_batchnorm:
-                bn = nnx.BatchNorm(
-                    width, momentum=BN_MOMENTUM, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs
-                )
+                bn = nnx.BatchNorm(width, momentum=BN_MOMENTUM, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
                 setattr(self, f"bn{i}", bn)
             c_in = width
         self.fc1 = nnx.Linear(c_in, hidden, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)

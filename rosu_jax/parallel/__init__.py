@@ -1,6 +1,12 @@
 """Device meshes, shardings and multi-process batching for the unlearning steps (jit + NamedSharding only)."""
 
-from rosu_jax.parallel.distributed import host_batch_slice, host_local_batch, initialize, make_global_batch
+from rosu_jax.parallel.distributed import (
+    batch_placer,
+    host_batch_slice,
+    host_local_batch,
+    initialize,
+    make_global_batch,
+)
 from rosu_jax.parallel.mesh import (
     BATCH_AXES,
     DEFAULT_MIN_SHARD_SIZE,
@@ -22,6 +28,7 @@ __all__ = [
     "BATCH_AXES",
     "DEFAULT_MIN_SHARD_SIZE",
     "MESH_AXES",
+    "batch_placer",
     "batch_sharding",
     "host_batch_slice",
     "host_local_batch",

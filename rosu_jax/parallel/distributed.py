@@ -150,11 +150,19 @@ def make_global_batch(local_batch: PyTree, mesh: Mesh) -> PyTree:
         )
     sharding = batch_sharding(mesh)
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(
-            sharding, np.asarray(x), (global_size, *np.shape(x)[1:])
-        ),
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x), (global_size, *np.shape(x)[1:])),
         local_batch,
     )
 
 
 __all__ = ["host_batch_slice", "host_local_batch", "initialize", "make_global_batch"]
+
+
+def batch_placer(mesh: Mesh):
+    """``global numpy batch -> global jax.Array batch on the mesh``: one process device_puts it; with several
+    processes each keeps only its own rows (``host_local_batch``) and the global array is assembled."""
+    from rosu_jax.parallel.mesh import shard_batch
+
+    if jax.process_count() == 1:
+        return lambda batch: shard_batch(batch, mesh)
+    return lambda batch: make_global_batch(host_local_batch(batch), mesh)

@@ -185,8 +185,13 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
 
 
 def sharded_step(
-    stepper: Stepper, mesh: Mesh, state_template: UnlearnState, *, min_size: int = DEFAULT_MIN_SHARD_SIZE,
-    donate_state: bool = False, **jit_kwargs: Any,
+    stepper: Stepper,
+    mesh: Mesh,
+    state_template: UnlearnState,
+    *,
+    min_size: int = DEFAULT_MIN_SHARD_SIZE,
+    donate_state: bool = False,
+    **jit_kwargs: Any,
 ):
     """Wrap ``stepper.step`` in ``jax.jit`` with explicit in/out shardings for ``mesh``.
 

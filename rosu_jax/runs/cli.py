@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rho", type=float, help="ρ for UAM, UAM+λ and ROSU")
     p.add_argument("--amplification", type=float, help="λ for UAM+λ and ROSU")
     p.add_argument("--mesh", help="device mesh, e.g. data=8 or data=2,fsdp=4 (default: one device)")
+    p.add_argument("--coordinator-address", help="multi-host: host:port of process 0 (jax.distributed)")
+    p.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    p.add_argument("--process-id", type=int, help="multi-host: index of this process")
+    p.add_argument(
+        "--distributed-auto", action="store_true", help="multi-host: let JAX detect the cluster (TPU, SLURM)"
+    )
     p.add_argument("--out", help="write results.json, results.md and PNG plots here")
     p.add_argument("--work-dir", help="checkpoints and finished rows (default ~/.cache/rosu_jax/runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -132,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     _enable_compilation_cache()
+    if args.num_processes or args.distributed_auto:
+        from rosu_jax.parallel import initialize
+
+        initialize(args.coordinator_address, args.num_processes, args.process_id, auto_detect=args.distributed_auto)
     from rosu_jax.runs.pipeline import run_pipeline
     from rosu_jax.runs.report import markdown_tables, write_report
 
@@ -141,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"rosu-unlearn: {err}", file=sys.stderr)
         return 2
+    import jax
+
+    if jax.process_index() != 0:  # multi-host: one process reports
+        return 0
     print(markdown_tables(output.rows))
     if args.out:
         written = write_report(args.out, output.rows, output.histories, config.to_dict())

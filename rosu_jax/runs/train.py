@@ -21,7 +21,8 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from rosu_jax.data.batching import iterate_batches, num_batches
-from rosu_jax.parallel.mesh import shard_batch, shard_state, sharded_step
+from rosu_jax.parallel.distributed import batch_placer
+from rosu_jax.parallel.mesh import shard_state, sharded_step
 from rosu_jax.runs.checkpoint import Checkpointer
 from rosu_jax.runs.config import TrainRecipe
 from rosu_jax.steps.baselines import make_ft_step
@@ -85,7 +86,7 @@ def train_classifier(
     if mesh is not None:
         state = shard_state(state, mesh)
         step = sharded_step(stepper, mesh, state)
-        place_batch = lambda b: shard_batch(b, mesh)
+        place_batch = batch_placer(mesh)
     start_epoch, seconds = 0, 0.0
     checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
     if checkpointer is not None and checkpointer.latest_step() is not None:

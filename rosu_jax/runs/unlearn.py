@@ -19,7 +19,8 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from rosu_jax.data.batching import cycle_batches, iterate_batches, num_batches
-from rosu_jax.parallel.mesh import shard_batch, shard_state, sharded_step
+from rosu_jax.parallel.distributed import batch_placer
+from rosu_jax.parallel.mesh import shard_state, sharded_step
 from rosu_jax.steps.registry import MethodConfig, get_method, method_extras
 from rosu_jax.steps.state import Stepper
 
@@ -126,7 +127,7 @@ def run_unlearning(
     if mesh is not None:
         state = shard_state(state, mesh)
     _, step = steppers.get(method, config, apply_fn, num_classes, total_steps, mesh, state)
-    place_batch = (lambda b: b) if mesh is None else (lambda b: shard_batch(b, mesh))
+    place_batch = (lambda b: b) if mesh is None else (batch_placer(mesh))
     forget_stream = cycle_batches(*forget, forget_batch_size, seed=seed, mean=mean, std=std)
     base_key = jax.random.key(seed)
     records: list[dict] = []

@@ -183,3 +183,26 @@ def test_second_call_does_not_recompile(trained):
     for i in range(3):
         state, _ = stepper.step(state, forget, retain, jax.random.key(i))
     assert stepper.step._cache_size() == before == 1
+
+
+def test_optax_chain_on_a_flax_model_forgets_and_keeps_retain(trained):
+    """The transformation wired by hand: optax.chain(clip, rosu(sgd)) + optax.apply_updates on the Flax model."""
+    apply, params, stats, x, y = trained
+    forget, retain = (x[y == 0], y[y == 0]), (x[y != 0], y[y != 0])
+    forget_ce, retain_ce = make_losses(apply, train=False), make_losses(apply)
+    f = lambda p: forget_ce(p, stats, forget, None)[0]
+    r = lambda p: retain_ce(p, stats, retain, None)[0]
+    opt = optax.chain(optax.clip_by_global_norm(100.0), rosu_jax.rosu(optax.sgd(0.01)))
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state):
+        updates, opt_state = opt.update(
+            jax.grad(f)(params), opt_state, params, retain_grads=jax.grad(r)(params), retain_grad_fn=jax.grad(r)
+        )
+        return optax.apply_updates(params, updates), opt_state
+
+    for _ in range(200):
+        params, opt_state = step(params, opt_state)
+    assert accuracy(apply, params, stats, *forget) < 0.2
+    assert accuracy(apply, params, stats, *retain) > 0.9
