@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action="store_true", help="random crop + flip while training")
     p.add_argument("--unlearn-epochs", type=int, help="passes over the retain set per unlearning run")
     p.add_argument("--lr-grid", type=_csv(float), help="learning rates tried for every method")
+    p.add_argument("--rho-grid", type=_csv(float), help="ρ values tried for UAM, UAM+λ and ROSU")
+    p.add_argument("--amplification-grid", type=_csv(float), help="λ values tried for UAM+λ and ROSU")
     p.add_argument("--rho", type=float, help="ρ for UAM, UAM+λ and ROSU")
     p.add_argument("--amplification", type=float, help="λ for UAM+λ and ROSU")
     p.add_argument("--mesh", help="device mesh, e.g. data=8 or data=2,fsdp=4 (default: one device)")
@@ -89,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "seeds",
         "unlearn_epochs",
         "lr_grid",
+        "rho_grid",
+        "amplification_grid",
         "mesh",
     ):
         if getattr(args, name) is not None:

@@ -44,6 +44,7 @@ class RunConfig:
     method_configs: per-method hyperparameters (``MethodConfig``); methods absent here use ``MethodConfig()``.
     lr_grid: optional learning rates tried for every method (one row each; the literature picks the lr with the
       lowest Avg.Gap); None uses each method's configured lr.
+    rho_grid, amplification_grid: the same for ρ (UAM, UAM+λ, ROSU) and λ (UAM+λ, ROSU); grids multiply.
     """
 
     dataset: str = "digits"
@@ -60,6 +61,8 @@ class RunConfig:
     unlearn_batch_size: int = 64
     method_configs: tuple[tuple[str, MethodConfig], ...] = ()
     lr_grid: tuple[float, ...] | None = None
+    rho_grid: tuple[float, ...] | None = None
+    amplification_grid: tuple[float, ...] | None = None
     mesh: str | None = None
 
     def __post_init__(self):

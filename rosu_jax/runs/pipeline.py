@@ -25,6 +25,7 @@ from rosu_jax.parallel.mesh import make_mesh
 from rosu_jax.runs.config import RunConfig, stable_hash
 from rosu_jax.runs.train import train_classifier
 from rosu_jax.runs.unlearn import StepperCache, run_unlearning
+from rosu_jax.steps.registry import MethodConfig
 
 PyTree = Any
 METRICS = ("UA", "RA", "TA", "MIA")
@@ -88,6 +89,90 @@ class RowCache:
         tmp.replace(self.path(key))
 
 
+MINMAX_METHODS = ("UAM", "UAM+λ", "ROSU")
+AMPLIFIED_METHODS = ("UAM+λ", "ROSU")
+
+
+def method_variants(config: RunConfig, method: str) -> list[MethodConfig]:
+    """The method's configs to run: its own, or the product of the lr / ρ / λ grids that apply to it."""
+    base = config.method_config(method)
+    lrs = config.lr_grid or (base.lr,)
+    rhos = (config.rho_grid or (base.rho,)) if method in MINMAX_METHODS else (base.rho,)
+    amps = (
+        (config.amplification_grid or (base.amplification,)) if method in AMPLIFIED_METHODS else (base.amplification,)
+    )
+    return [base.replace(lr=lr, rho=rho, amplification=amp) for lr in lrs for rho in rhos for amp in amps]
+
+
+def variant_label(method: str, config: MethodConfig) -> str:
+    """e.g. 'lr=0.1' or 'lr=0.1 ρ=0.5 λ=0.05' (the hyperparameters that matter for the method)."""
+    label = f"lr={config.lr:g}"
+    if method in MINMAX_METHODS:
+        label += f" ρ={config.rho:g}"
+    if method in AMPLIFIED_METHODS:
+        label += f" λ={config.amplification:g}"
+    return label
+
+
+def _unlearn_and_score(
+    config,
+    method,
+    method_config,
+    apply_fn,
+    num_classes,
+    original,
+    subsets,
+    retrain_metrics,
+    retrain_seconds,
+    base,
+    *,
+    seed,
+    mean,
+    std,
+    steppers,
+    progress,
+    mesh,
+) -> dict:
+    """One unlearning run from the original weights, evaluated: {"row": ..., "history": ...}."""
+    result = run_unlearning(
+        method,
+        method_config,
+        apply_fn,
+        num_classes,
+        original.params,
+        original.model_state,
+        subsets["forget"],
+        subsets["retain"],
+        epochs=config.unlearn_epochs,
+        batch_size=config.unlearn_batch_size,
+        seed=seed,
+        mean=mean,
+        std=std,
+        steppers=steppers,
+        progress=progress,
+        mesh=mesh,
+    )
+    metrics = evaluate(apply_fn, result.params, result.model_state, subsets, mean, std)
+    row = base | {
+        "method": method,
+        **metrics,
+        "avg_gap": avg_gap(metrics, retrain_metrics),
+        "seconds": result.seconds,
+        "rte_ratio": result.seconds / retrain_seconds,
+        "compile_s": result.compile_s,
+        "steps": result.steps,
+        "gradient_evaluations": result.gradient_evaluations,
+        "lr": method_config.lr,
+        "variant": variant_label(method, method_config),
+        "all_finite": result.all_finite,
+    }
+    if method in MINMAX_METHODS:
+        row |= {"rho": method_config.rho, "amplification": method_config.amplification if method != "UAM" else 0.0}
+        if "coupling" in result.history:
+            row["mean_coupling"] = float(np.mean(result.history["coupling"]))
+    return {"row": row, "history": {k: v.tolist() for k, v in result.history.items()}}
+
+
 def run_pipeline(
     config: RunConfig,
     *,
@@ -117,8 +202,8 @@ def run_pipeline(
     rows_cache = RowCache(work_dir / "rows")
     steppers = StepperCache()
     mesh = make_mesh(config.mesh) if config.mesh else None
-    lrs = config.lr_grid or (None,)
-    total = len(config.seeds) * (1 + len(config.scenarios) * (1 + len(config.methods) * len(lrs)))
+    variants = sum(len(method_variants(config, m)) for m in config.methods)
+    total = len(config.seeds) * (1 + len(config.scenarios) * (1 + variants))
     bar = tqdm(total=total, desc=f"{config.dataset}/{config.model}", disable=not progress)
     rows: list[dict] = []
     histories: dict[str, dict[str, list[float]]] = {}
@@ -201,10 +286,8 @@ def run_pipeline(
                 )
                 bar.update(1)
                 for method in config.methods:
-                    for lr in lrs:
-                        method_config = config.method_config(method)
-                        if lr is not None:
-                            method_config = method_config.replace(lr=lr)
+                    for method_config in method_variants(config, method):
+                        bar.set_postfix_str(f"seed {seed}: {scenario} {method} {variant_label(method, method_config)}")
                         key = stable_hash(
                             [
                                 data_key,
@@ -215,20 +298,19 @@ def run_pipeline(
                                 config.unlearn_batch_size,
                             ]
                         )
-                        bar.set_postfix_str(f"seed {seed}: {scenario} {method}" + (f" lr={lr}" if lr else ""))
                         record = rows_cache.load(key)
                         if record is None:
-                            result = run_unlearning(
+                            record = _unlearn_and_score(
+                                config,
                                 method,
                                 method_config,
                                 apply_fn,
                                 dataset.num_classes,
-                                original.params,
-                                original.model_state,
-                                subsets["forget"],
-                                subsets["retain"],
-                                epochs=config.unlearn_epochs,
-                                batch_size=config.unlearn_batch_size,
+                                original,
+                                subsets,
+                                retrain_metrics,
+                                retrain.seconds,
+                                base,
                                 seed=seed,
                                 mean=mean,
                                 std=std,
@@ -236,36 +318,12 @@ def run_pipeline(
                                 progress=progress,
                                 mesh=mesh,
                             )
-                            metrics = evaluate(apply_fn, result.params, result.model_state, subsets, mean, std)
-                            row = base | {
-                                "method": method,
-                                **metrics,
-                                "avg_gap": avg_gap(metrics, retrain_metrics),
-                                "seconds": result.seconds,
-                                "rte_ratio": result.seconds / retrain.seconds,
-                                "compile_s": result.compile_s,
-                                "steps": result.steps,
-                                "gradient_evaluations": result.gradient_evaluations,
-                                "lr": method_config.lr,
-                                "all_finite": result.all_finite,
-                            }
-                            if method in ("UAM", "UAM+λ", "ROSU"):
-                                row |= {
-                                    "rho": method_config.rho,
-                                    "amplification": method_config.amplification if method != "UAM" else 0.0,
-                                }
-                                if "coupling" in result.history:
-                                    row["mean_coupling"] = float(np.mean(result.history["coupling"]))
-                            record = {
-                                "row": row,
-                                "history": {k: v.tolist() for k, v in result.history.items()},
-                            }
                             rows_cache.save(key, record)
                         else:
                             # the retrain time is re-measured each run: keep RTE ratios consistent with it
                             record["row"]["rte_ratio"] = record["row"]["seconds"] / retrain.seconds
                         rows.append(record["row"])
-                        histories[f"{scenario}/{seed}/{method}/{method_config.lr}"] = record["history"]
+                        histories[f"{scenario}/{seed}/{method}/{record['row']['variant']}"] = record["history"]
                         bar.update(1)
     finally:
         bar.close()

@@ -26,7 +26,7 @@ LEGEND = (
 def _group(rows: list[dict]) -> dict[tuple, list[dict]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["dataset"], row["scenario"], row["method"], row.get("lr"))].append(row)
+        groups[(row["dataset"], row["scenario"], row["method"], row.get("variant"))].append(row)
     return groups
 
 
@@ -43,16 +43,16 @@ def markdown_tables(rows: list[dict]) -> str:
     for key, group in _group(rows).items():
         by_scenario[key[:2]].append((key, group))
     for (dataset, scenario), entries in by_scenario.items():
-        with_lr = any(key[3] is not None for key, _ in entries)
+        with_setting = any(key[3] is not None for key, _ in entries)
         best = _best_gap(entries)
         seeds = sorted({r["seed"] for _, g in entries for r in g})
         out.append(f"### {dataset} — {scenario} forgetting (seeds: {', '.join(map(str, seeds))})\n")
-        header = ["Method"] + (["lr"] if with_lr else []) + [HEADERS.get(c, c) for c in TABLE_COLUMNS]
+        header = ["Method"] + (["setting"] if with_setting else []) + [HEADERS.get(c, c) for c in TABLE_COLUMNS]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(["---"] * len(header)) + "|")
         for key, group in entries:
             name = key[2] + (" **(best Avg.Gap)**" if key == best else "")
-            cells = [name] + ([f"{key[3]:g}" if key[3] is not None else ""] if with_lr else [])
+            cells = [name] + ([key[3] or ""] if with_setting else [])
             cells += [_cell([float(r[c]) for r in group]) for c in TABLE_COLUMNS]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
@@ -97,8 +97,8 @@ def plot_metrics(rows: list[dict], path: Path) -> Path:
     fig, axes = plt.subplots(len(scenarios), 1, figsize=(12, 3.6 * len(scenarios)), squeeze=False)
     for ax, (dataset, scenario) in zip(axes[:, 0], scenarios, strict=True):
         subset = [r for r in rows if (r["dataset"], r["scenario"]) == (dataset, scenario)]
-        methods = list(dict.fromkeys(r["method"] + (f"\nlr={r['lr']:g}" if r.get("lr") else "") for r in subset))
-        labels = [r["method"] + (f"\nlr={r['lr']:g}" if r.get("lr") else "") for r in subset]
+        labels = [r["method"] + (f"\n{r['variant']}" if r.get("variant") else "") for r in subset]
+        methods = list(dict.fromkeys(labels))
         width = 0.2
         for j, metric in enumerate(METRICS):
             values = [
@@ -109,7 +109,7 @@ def plot_metrics(rows: list[dict], path: Path) -> Path:
         ax.set_ylabel("%")
         ax.set_ylim(0, 105)
         ax.set_title(f"{dataset} — {scenario} forgetting (target: Retrain's bars)")
-        ax.legend(ncol=4, fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -130,9 +130,9 @@ def plot_coupling(histories: dict, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 3.6), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios, strict=True):
         for key, values in series.items():
-            sc, seed, method, lr = key.split("/")
+            sc, seed, method, variant = key.split("/")
             if sc == scenario:
-                ax.plot(values, label=f"{method} (seed {seed}, lr {lr})", lw=1)
+                ax.plot(values, label=f"{method} (seed {seed}, {variant})", lw=1)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("step")
         ax.set_ylabel("κ = cos(g_f, g_r)")

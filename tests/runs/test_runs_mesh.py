@@ -27,8 +27,8 @@ def test_rows_on_a_mesh_match_one_device(tmp_path, mesh):
     for a, b in zip(single.rows, sharded.rows, strict=True):
         for key in ("UA", "RA", "TA"):
             assert abs(a[key] - b[key]) <= 0.2, (a["method"], key, a[key], b[key])
-    kappa_one = np.asarray(single.histories["classwise/0/ROSU/0.05"]["coupling"])
-    kappa_mesh = np.asarray(sharded.histories["classwise/0/ROSU/0.05"]["coupling"])
+    kappa_one = np.asarray(single.histories["classwise/0/ROSU/lr=0.05 ρ=0.5 λ=0.05"]["coupling"])
+    kappa_mesh = np.asarray(sharded.histories["classwise/0/ROSU/lr=0.05 ρ=0.5 λ=0.05"]["coupling"])
     np.testing.assert_allclose(kappa_mesh, kappa_one, atol=1e-3)
 
 
