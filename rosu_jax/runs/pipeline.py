@@ -114,51 +114,53 @@ def variant_label(method: str, config: MethodConfig) -> str:
     return label
 
 
-def _unlearn_and_score(
-    config,
-    method,
-    method_config,
-    apply_fn,
-    num_classes,
-    original,
-    subsets,
-    retrain_metrics,
-    retrain_seconds,
-    base,
-    *,
-    seed,
-    mean,
-    std,
-    steppers,
-    progress,
-    mesh,
-) -> dict:
+@dataclasses.dataclass
+class _ScenarioContext:
+    """What every unlearning run of one (seed, scenario) shares."""
+
+    config: RunConfig
+    apply_fn: Callable
+    num_classes: int
+    original: Any  # TrainedModel
+    subsets: dict
+    retrain_metrics: dict
+    retrain_seconds: float
+    base_row: dict
+    seed: int
+    mean: np.ndarray
+    std: np.ndarray
+    steppers: StepperCache
+    progress: bool
+    mesh: Any
+
+
+def _unlearn_and_score(ctx: _ScenarioContext, method: str, method_config: MethodConfig) -> dict:
     """One unlearning run from the original weights, evaluated: {"row": ..., "history": ...}."""
     result = run_unlearning(
         method,
         method_config,
-        apply_fn,
-        num_classes,
-        original.params,
-        original.model_state,
-        subsets["forget"],
-        subsets["retain"],
-        epochs=config.unlearn_epochs,
-        batch_size=config.unlearn_batch_size,
-        seed=seed,
-        mean=mean,
-        std=std,
-        steppers=steppers,
-        progress=progress,
-        mesh=mesh,
+        ctx.apply_fn,
+        ctx.num_classes,
+        ctx.original.params,
+        ctx.original.model_state,
+        ctx.subsets["forget"],
+        ctx.subsets["retain"],
+        epochs=ctx.config.unlearn_epochs,
+        batch_size=ctx.config.unlearn_batch_size,
+        seed=ctx.seed,
+        mean=ctx.mean,
+        std=ctx.std,
+        steppers=ctx.steppers,
+        progress=ctx.progress,
+        mesh=ctx.mesh,
     )
-    metrics = evaluate(apply_fn, result.params, result.model_state, subsets, mean, std)
-    row = base | {
+    metrics = evaluate(ctx.apply_fn, result.params, result.model_state, ctx.subsets, ctx.mean, ctx.std)
+    row = ctx.base_row | {
         "method": method,
         **metrics,
-        "avg_gap": avg_gap(metrics, retrain_metrics),
+        "avg_gap": avg_gap(metrics, ctx.retrain_metrics),
         "seconds": result.seconds,
-        "rte_ratio": result.seconds / retrain_seconds,
+        "rte_ratio": result.seconds / ctx.retrain_seconds,
         "compile_s": result.compile_s,
         "steps": result.steps,
         "gradient_evaluations": result.gradient_evaluations,
@@ -285,6 +287,22 @@ def run_pipeline(
                     }
                 )
                 bar.update(1)
+                context = _ScenarioContext(
+                    config,
+                    apply_fn,
+                    dataset.num_classes,
+                    original,
+                    subsets,
+                    retrain_metrics,
+                    retrain.seconds,
+                    base,
+                    seed,
+                    mean,
+                    std,
+                    steppers,
+                    progress,
+                    mesh,
+                )
                 for method in config.methods:
                     for method_config in method_variants(config, method):
                         bar.set_postfix_str(f"seed {seed}: {scenario} {method} {variant_label(method, method_config)}")
@@ -300,24 +318,7 @@ def run_pipeline(
                         )
                         record = rows_cache.load(key)
                         if record is None:
-                            record = _unlearn_and_score(
-                                config,
-                                method,
-                                method_config,
-                                apply_fn,
-                                dataset.num_classes,
-                                original,
-                                subsets,
-                                retrain_metrics,
-                                retrain.seconds,
-                                base,
-                                seed=seed,
-                                mean=mean,
-                                std=std,
-                                steppers=steppers,
-                                progress=progress,
-                                mesh=mesh,
-                            )
+                            record = _unlearn_and_score(context, method, method_config)
                             rows_cache.save(key, record)
                         else:
                             # the retrain time is re-measured each run: keep RTE ratios consistent with it

@@ -127,18 +127,6 @@ def make_uam_step(
     With ``report_coupling`` it also takes g_r at θ (three gradients): the exact κ and UAM's first-order retain
     change are reported and the model state is updated from the retain pass at θ, exactly as ROSU's step does.
     """
-    if report_coupling:
-        return make_rosu_step(
-            forget_loss_fn,
-            retain_loss_fn,
-            outer_optimizer,
-            rho=rho,
-            amplification=amplification,
-            project=False,
-            measure_surrogate=measure_surrogate,
-            eps=eps,
-            jit=jit,
-        )
     return make_rosu_step(
         forget_loss_fn,
         retain_loss_fn,
@@ -146,7 +134,7 @@ def make_uam_step(
         rho=rho,
         amplification=amplification,
         project=False,
-        lagged=True,
+        lagged=not report_coupling,
         measure_surrogate=measure_surrogate,
         eps=eps,
         jit=jit,
