@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="digits (default), folder, cifar10, cifar100 or tiny_imagenet")
     p.add_argument("--data-dir", help="dataset root (image folders: <root>/{train,test}/<class>/*.jpg)")
     p.add_argument("--model", help="small_cnn or resnet18")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute dtype of the model (params stay float32)")
     p.add_argument("--scenario", choices=[*SCENARIOS, "both"], help="forgetting scenario (default both)")
     p.add_argument("--forget-class", type=int, help="class forgotten in class-wise forgetting (default 0)")
     p.add_argument("--forget-fraction", type=float, help="fraction forgotten in random forgetting (default 0.1)")
@@ -97,6 +98,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     ):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.dtype:
+        changes["model_kwargs"] = tuple(kv for kv in config.model_kwargs if kv[0] != "dtype") + (("dtype", args.dtype),)
     if args.scenario:
         changes["scenarios"] = SCENARIOS if args.scenario == "both" else (args.scenario,)
     if args.batch_size:
