@@ -1,9 +1,9 @@
 """Tree maths on gradient pytrees: global inner products and norms, accumulated in float32.
 
-Every function works leaf by leaf with ``jax.tree.map`` and a per-leaf ``jnp.sum(a * b)``: no ``ravel_pytree``
-(a concatenation inside jit costs a full extra copy), and no ``jnp.vdot`` (it fails on arrays sharded over
-explicit mesh axes). The per-leaf partial sums are added in float32, so bfloat16 or float16 leaves do not lose
-the reduction to their short mantissa.
+Reductions work leaf by leaf with a per-leaf ``jnp.sum(a * b)``: no ``ravel_pytree`` of the whole tree (a
+concatenation of large leaves inside jit costs a full extra copy), and no ``jnp.vdot`` (it fails on arrays
+sharded over explicit mesh axes). Only small leaves are concatenated (see ``SMALL_LEAF_SIZE``). Partial sums are
+added in float32, so bfloat16 or float16 leaves do not lose the reduction to their short mantissa.
 """
 
 from __future__ import annotations
@@ -57,37 +57,94 @@ def check_same_structure(reference: PyTree, other: PyTree, *, names: tuple[str, 
             )
 
 
+# Leaves smaller than this are reduced together: their elements are concatenated into one float32 vector first.
+# Per-leaf reductions of hundreds of small leaves (biases, norms) cost a kernel each and make XLA's CPU compile
+# time explode (measured: 256 leaves of 4k elements, projection compile 11.7 s -> 0.4 s, run 6.9 -> 3.5 ms);
+# concatenating only small leaves adds little memory traffic. The threshold equals the size below which
+# rosu_jax.parallel keeps leaves replicated, so no sharded leaf is ever gathered for this.
+SMALL_LEAF_SIZE = 1 << 14
+
+
+def _explicitly_sharded(x) -> bool:
+    """True for an array typed with a sharding over explicit mesh axes (then it is reduced on its own)."""
+    try:
+        spec = jax.typeof(x).sharding.spec
+    except AttributeError:
+        return False
+    return any(part is not None for part in spec)
+
+
+def _grouped(*trees: PyTree) -> list[tuple[jax.Array, ...]]:
+    """Matching leaves of ``trees`` as reduction groups: every large (or explicitly sharded) leaf alone, and all
+    small leaves concatenated into one float32 vector per tree."""
+    leaves = [jax.tree.leaves(t) for t in trees]
+    small, groups = [], []
+    for items in zip(*leaves, strict=True):
+        if items[0].size < SMALL_LEAF_SIZE and not any(_explicitly_sharded(x) for x in items):
+            small.append(items)
+        else:
+            groups.append(items)
+    if small:
+        groups.append(
+            tuple(
+                jnp.concatenate([item[i].astype(ACCUMULATION_DTYPE).ravel() for item in small])
+                for i in range(len(trees))
+            )
+        )
+    return groups
+
+
+def _is_16bit(x: jax.Array) -> bool:
+    return jnp.dtype(x.dtype).itemsize < 4
+
+
+def _pair_sums(x: jax.Array, y: jax.Array) -> jax.Array:
+    """[‖x‖², ‖y‖², ⟨x, y⟩] of one group, in float32.
+
+    16-bit inputs use one variadic reduce (no float32 copy of the leaf is materialised: 3x faster for bf16 on
+    CPU); float32 uses three plain sums, which XLA's CPU reductions run faster than the variadic form.
+    """
+    if _is_16bit(x) and _is_16bit(y):
+        x32, y32 = x.astype(ACCUMULATION_DTYPE), y.astype(ACCUMULATION_DTYPE)
+        zero = jnp.zeros((), ACCUMULATION_DTYPE)
+        sums = jax.lax.reduce(
+            (x32 * x32, y32 * y32, x32 * y32),
+            (zero, zero, zero),
+            lambda u, v: (u[0] + v[0], u[1] + v[1], u[2] + v[2]),
+            tuple(range(x.ndim)),
+        )
+        return jnp.stack(sums)
+    x32, y32 = x.astype(ACCUMULATION_DTYPE), y.astype(ACCUMULATION_DTYPE)
+    return jnp.stack([jnp.sum(x32 * x32), jnp.sum(y32 * y32), jnp.sum(x32 * y32)])
+
+
+def tree_gram(a: PyTree, b: PyTree) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(‖a‖², ‖b‖², ⟨a, b⟩) over all leaves, accumulated in float32 (per-leaf ``jnp.sum``: shard-safe)."""
+    total = jnp.zeros((3,), ACCUMULATION_DTYPE)
+    for x, y in _grouped(a, b):
+        total = total + _pair_sums(x, y)
+    return total[0], total[1], total[2]
+
+
 def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
     """Global inner product ⟨a, b⟩ = Σ_leaves Σ a·b, accumulated in float32 (shard-safe)."""
-    partial_sums = jax.tree.map(lambda x, y: jnp.sum(x.astype(ACCUMULATION_DTYPE) * y.astype(ACCUMULATION_DTYPE)), a, b)
-    return sum(jax.tree.leaves(partial_sums), jnp.zeros((), ACCUMULATION_DTYPE))
+    total = jnp.zeros((), ACCUMULATION_DTYPE)
+    for x, y in _grouped(a, b):
+        total = total + jnp.sum(x.astype(ACCUMULATION_DTYPE) * y.astype(ACCUMULATION_DTYPE))
+    return total
 
 
 def tree_sq_norm(a: PyTree) -> jax.Array:
     """Squared global 2-norm ‖a‖², accumulated in float32."""
-    partial_sums = jax.tree.map(lambda x: jnp.sum(jnp.square(x.astype(ACCUMULATION_DTYPE))), a)
-    return sum(jax.tree.leaves(partial_sums), jnp.zeros((), ACCUMULATION_DTYPE))
+    total = jnp.zeros((), ACCUMULATION_DTYPE)
+    for (x,) in _grouped(a):
+        total = total + jnp.sum(jnp.square(x.astype(ACCUMULATION_DTYPE)))
+    return total
 
 
 def tree_norm(a: PyTree) -> jax.Array:
     """Global 2-norm ‖a‖ (float32)."""
     return jnp.sqrt(tree_sq_norm(a))
-
-
-def tree_gram(a: PyTree, b: PyTree) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(‖a‖², ‖b‖², ⟨a, b⟩) in one pass over both trees, accumulated in float32.
-
-    The three reductions of a leaf read the same two inputs, so XLA fuses them into one sweep over memory.
-    """
-
-    def leaf_sums(x, y):
-        x32 = x.astype(ACCUMULATION_DTYPE)
-        y32 = y.astype(ACCUMULATION_DTYPE)
-        return jnp.stack([jnp.sum(x32 * x32), jnp.sum(y32 * y32), jnp.sum(x32 * y32)])
-
-    sums = jax.tree.leaves(jax.tree.map(leaf_sums, a, b))
-    total = sum(sums, jnp.zeros((3,), ACCUMULATION_DTYPE))
-    return total[0], total[1], total[2]
 
 
 def tree_axpby(alpha: jax.Array, x: PyTree, beta: jax.Array, y: PyTree) -> PyTree:
