@@ -27,6 +27,22 @@ from rosu_jax.steps.state import LossFn, PyTree, Stepper, UnlearnState
 from rosu_jax.transforms.rosu import DEFAULT_AMPLIFICATION, DEFAULT_RHO, ScalarOrSchedule, rosu
 
 
+def _after(grads: PyTree, batch: PyTree) -> PyTree:
+    """``batch`` unchanged in value, but data-dependent on every leaf of ``grads``.
+
+    The forget and retain gradients at θ are independent, so XLA may run both passes at once and keep both sets
+    of activations alive: measured on ResNet-18 (batch 64), a fresh ROSU step needed 904 MiB of temporaries
+    against UAM's 470 MiB. Making the retain batch depend on all of g_f (through an exact zero that stays 0 for
+    NaN/inf gradients too) orders the passes: 445 MiB for the two gradients, the same as one.
+    (``lax.optimization_barrier`` on (params, g_f) did not change XLA's CPU schedule.)
+    """
+    total = sum((leaf.ravel()[0].astype(jnp.float32) for leaf in jax.tree.leaves(grads)), jnp.zeros((), jnp.float32))
+    zero = jnp.where(jnp.isfinite(total), total, 0.0) * 0.0
+    return jax.tree.map(
+        lambda x: x + zero.astype(x.dtype) if jnp.issubdtype(jnp.result_type(x), jnp.number) else x, batch
+    )
+
+
 def make_rosu_step(
     forget_loss_fn: LossFn,
     retain_loss_fn: LossFn,
@@ -82,8 +98,9 @@ def make_rosu_step(
         if lagged:
             retain_loss, retain_grads, new_model_state = jnp.full((), jnp.nan), None, model_state
         else:
+            retain_batch_after = _after(forget_grads, retain_batch)
             (retain_loss, new_model_state), retain_grads = jax.value_and_grad(
-                lambda p: retain_loss_fn(p, model_state, retain_batch, retain_key), has_aux=True
+                lambda p: retain_loss_fn(p, model_state, retain_batch_after, retain_key), has_aux=True
             )(state.params)
 
         updates, opt_state = transformation.update(
