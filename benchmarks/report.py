@@ -38,9 +38,19 @@ Target = tuple[str, str, float, str]
 
 TARGETS: dict[str, list[Target]] = {
     "projection": [("ratio", "<=", 3.0, "projection time / copy time on CPU (issue target)")],
+    "step_cost": [
+        ("rosu_lagged_over_uam", "<=", 1.03, "ROSU lagged within 3% of UAM"),
+        ("rosu_over_uam", "<=", 1.5, "ROSU fresh at most 1.5x UAM"),
+        ("projection_share", "<=", 0.02, "projection under 2% of a step (target: ResNet-18)"),
+    ],
+    "sharded_step": [("max_abs_param_diff", "<=", 1e-4, "sharded step == single-device step")],
 }
 
 COLUMNS: dict[str, list[str]] = {
+    "step_cost": [
+        "case", "method", "gradient_evaluations", "steps_per_s", "median_s", "p10_s", "p90_s", "compile_s",
+        "rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft", "projection_share", "loadavg_1m",
+    ],
     "projection": [
         "case", "n_params", "n_leaves", "projection_median_s", "copy_median_s", "minmax_median_s", "ratio",
         "minmax_ratio", "spread.projection.p10_s", "spread.projection.p90_s", "compile_s", "minmax_compile_s",

@@ -10,7 +10,7 @@ from rosu_jax.data.batching import (
     normalize_images,
     num_batches,
 )
-from rosu_jax.data.dataset import ImageDataset, per_class_holdout
+from rosu_jax.data.dataset import ImageDataset, per_class_holdout, subsample_per_class
 from rosu_jax.data.digits import load_digits
 from rosu_jax.data.folder import decode_images, default_cache_dir, load_image_folder
 from rosu_jax.data.registry import DATASET_NAMES, load_dataset
@@ -40,4 +40,5 @@ __all__ = [
     "num_batches",
     "per_class_holdout",
     "random_split",
+    "subsample_per_class",
 ]

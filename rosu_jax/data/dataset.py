@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,4 +127,22 @@ def with_validation(
         tuple(class_names),
         x_val=x_train[held],
         y_val=y_train[held],
+    )
+
+
+def subsample_per_class(dataset: ImageDataset, per_class: int, seed: int = 0) -> ImageDataset:
+    """Keep at most ``per_class`` training images of each class (seeded); test and validation sets unchanged.
+
+    For CPU-sized runs on large datasets; it is a deviation from the protocol's full training sets, so say so
+    next to any figure it produced.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}.")
+    rng = np.random.default_rng(seed)
+    keep = [
+        np.sort(rng.permutation(np.flatnonzero(dataset.y_train == c))[:per_class]) for c in range(dataset.num_classes)
+    ]
+    idx = np.sort(np.concatenate(keep))
+    return dataclasses.replace(
+        dataset, name=f"{dataset.name}-{per_class}pc", x_train=dataset.x_train[idx], y_train=dataset.y_train[idx]
     )

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="digits (default), folder, cifar10, cifar100 or tiny_imagenet")
     p.add_argument("--data-dir", help="dataset root (image folders: <root>/{train,test}/<class>/*.jpg)")
     p.add_argument("--model", help="small_cnn or resnet18")
+    p.add_argument("--train-per-class", type=int, help="keep at most N training images per class (CPU budgets)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute dtype of the model (params stay float32)")
     p.add_argument("--scenario", choices=[*SCENARIOS, "both"], help="forgetting scenario (default both)")
     p.add_argument("--forget-class", type=int, help="class forgotten in class-wise forgetting (default 0)")
@@ -86,6 +87,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for name in (
         "data_dir",
         "model",
+        "train_per_class",
         "forget_class",
         "forget_fraction",
         "methods",

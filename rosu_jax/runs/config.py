@@ -40,6 +40,8 @@ class TrainRecipe:
 class RunConfig:
     """One experiment: dataset × model × scenarios × methods × seeds.
 
+    train_per_class: keep at most this many training images per class (seeded; a CPU-budget deviation from the
+      protocol, which uses the full training set); None keeps all.
     unlearn_epochs: passes over the retain set each method gets (the forget stream is cycled alongside).
     method_configs: per-method hyperparameters (``MethodConfig``); methods absent here use ``MethodConfig()``.
     lr_grid: optional learning rates tried for every method (one row each; the literature picks the lr with the
@@ -52,6 +54,7 @@ class RunConfig:
     model: str = "small_cnn"
     model_kwargs: tuple[tuple[str, Any], ...] = ()
     scenarios: tuple[str, ...] = SCENARIOS
+    train_per_class: int | None = None
     forget_class: int = 0
     forget_fraction: float = 0.1
     methods: tuple[str, ...] = tuple(METHODS)

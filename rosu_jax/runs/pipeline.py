@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rosu_jax.data import dataset_stats, load_dataset, make_split, normalize_images
+from rosu_jax.data import dataset_stats, load_dataset, make_split, normalize_images, subsample_per_class
 from rosu_jax.evaluation import avg_gap, compute_metrics, predict_logits
 from rosu_jax.models import build_model
 from rosu_jax.parallel.mesh import make_mesh
@@ -188,6 +188,8 @@ def run_pipeline(
     """
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir()
     dataset = load_dataset(config.dataset, config.data_dir)
+    if config.train_per_class is not None:
+        dataset = subsample_per_class(dataset, config.train_per_class, seed=0)
     mean, std = dataset_stats(dataset.x_train)
     model_kwargs = dict(config.model_kwargs)
     apply_fn, init_params, init_state = build_model(
@@ -197,6 +199,7 @@ def run_pipeline(
         "dataset": config.dataset,
         "data_dir": config.data_dir,
         "n_train": len(dataset.x_train),
+        "train_per_class": config.train_per_class,
         "model": config.model,
         "model_kwargs": model_kwargs,
         "train": dataclasses.asdict(config.train),
