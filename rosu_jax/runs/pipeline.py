@@ -9,6 +9,7 @@ the same rows as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -220,19 +221,23 @@ def run_pipeline(
                 else (apply_fn, init_params, init_state)
             )
             bar.set_postfix_str(f"seed {seed}: original")
-            original = train_classifier(
+            train = functools.partial(
+                train_classifier,
                 apply_fn,
                 seed_params,
                 seed_state,
-                dataset.x_train,
-                dataset.y_train,
-                config.train,
+                recipe=config.train,
                 seed=seed,
                 mean=mean,
                 std=std,
-                checkpoint_dir=work_dir / "checkpoints" / f"original-{stable_hash([data_key, seed])}",
-                description="original",
                 progress=progress,
+                mesh=mesh,
+            )
+            original = train(
+                dataset.x_train,
+                dataset.y_train,
+                description="original",
+                checkpoint_dir=work_dir / "checkpoints" / f"original-{stable_hash([data_key, seed])}",
             )
             log(f"original (seed {seed}): {'restored' if original.restored else 'trained'} in {original.seconds:.1f} s")
             bar.update(1)
@@ -253,17 +258,9 @@ def run_pipeline(
                 }
                 base = {"dataset": config.dataset, "model": config.model, "scenario": scenario, "seed": seed}
                 bar.set_postfix_str(f"seed {seed}: {scenario} Retrain")
-                retrain = train_classifier(
-                    apply_fn,
-                    seed_params,
-                    seed_state,
+                retrain = train(
                     *subsets["retain"],
-                    config.train,
-                    seed=seed,
-                    mean=mean,
-                    std=std,
                     description=f"Retrain {scenario}",
-                    progress=progress,
                     checkpoint_dir=work_dir / "checkpoints" / f"retrain-{stable_hash([data_key, split_key])}",
                 )
                 log(f"Retrain ({scenario}, seed {seed}): {'restored' if retrain.restored else 'trained'}")

@@ -32,10 +32,16 @@ def test_rows_on_a_mesh_match_one_device(tmp_path, mesh):
     np.testing.assert_allclose(kappa_mesh, kappa_one, atol=1e-3)
 
 
-def test_cli_mesh_option_and_bad_mesh(tmp_path, capsys):
+def test_cli_mesh_option_and_bad_mesh(tmp_path, capsys, monkeypatch):
     code = cli.main(["--mesh", "data=3", "--epochs", "1", "--work-dir", str(tmp_path), "--no-progress"])
     assert code == 2
     assert "8" in capsys.readouterr().err
+    from rosu_jax.runs import train, unlearn
+
+    sharded = []
+    for module in (train, unlearn):
+        real = module.sharded_step
+        monkeypatch.setattr(module, "sharded_step", lambda *a, _real=real, **k: sharded.append(1) or _real(*a, **k))
     out = tmp_path / "out"
     code = cli.main(
         [
@@ -59,3 +65,4 @@ def test_cli_mesh_option_and_bad_mesh(tmp_path, capsys):
     assert code == 0
     rows = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in rows} == {"Retrain", "Original", "ROSU"}
+    assert len(sharded) == 3  # original, Retrain and the unlearning run all stepped on the mesh
