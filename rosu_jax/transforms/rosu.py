@@ -1,6 +1,6 @@
 """ROSU and UAM as Optax transformations (``GradientTransformationExtraArgs``), in the style of optax.contrib.sam.
 
-One ROSU step (arXiv 2605.05871; the project's precise definition is in docs/ROSU.md of the spec):
+One ROSU step (arXiv 2605.05871; the choices the paper leaves open are listed in the README):
 
     d = g_f − (⟨g_f, g_r⟩/‖g_r‖²) g_r,   δ = ρ d/‖d‖           (retain-orthogonal perturbation)
     g̃ = ∇L_r(θ + δ)                                          (surrogate retain gradient)
