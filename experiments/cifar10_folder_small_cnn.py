@@ -3,6 +3,8 @@
 Command:  rosu-unlearn --config experiments/cifar10_folder_small_cnn.py --data-dir ../shared/data/cifar10-jpeg \
           --out results/cifar10-folder
 Expected Retrain: class-wise UA 100, MIA ~100; random 10%: UA close to 100 − test accuracy of the small CNN.
+Measured (benchmarks/results/cifar10_folder_small_cnn/results.md; 1,500 images per class, 5 epochs): at these
+learning rates GA, NegGrad+ and SCRUB collapsed to chance in both scenarios; grid-search them (--lr-grid).
 """
 
 from rosu_jax.runs.config import RunConfig, TrainRecipe
