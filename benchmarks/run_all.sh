@@ -13,19 +13,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# The interpreter: $PYTHON, else the first of python / python3 on PATH that can import jax and rosu_jax.
-PY="${PYTHON:-}"
-if [[ -z "$PY" ]]; then
-  for candidate in python python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c "import jax, rosu_jax" 2>/dev/null; then
-      PY="$candidate"; break
-    fi
-  done
-fi
-if [[ -z "$PY" ]]; then
-  echo "$(basename "$0"): no python with jax and rosu_jax found; set PYTHON=/path/to/python (pip install -e .)" >&2
-  exit 2
-fi
+# The interpreter: $PYTHON, else the first python on PATH that can import jax and rosu_jax.
+source benchmarks/find_python.sh
 SKIP="${SKIP:-}"
 QUICK=""
 OUT=benchmarks/results

@@ -61,6 +61,19 @@ def _missing(what: str, root: Path) -> FileNotFoundError:
     return FileNotFoundError(f"{what} (dataset root {root}); {LAYOUT_HELP}")
 
 
+def _collect_labelled(class_dirs: list[Path], root: Path) -> tuple[list[Path], list[int]]:
+    """The image files of each class folder, labelled by the folder's position; an empty folder is an error."""
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(class_dirs):
+        found = _list_images(folder)
+        if not found:
+            raise _missing(f"no .jpg/.jpeg/.png images in class folder {folder}", root)
+        files += found
+        labels += [label] * len(found)
+    return files, labels
+
+
 def _scan_classes(root: Path) -> _Listing:
     train_dir, test_dir = root / "train", root / "test"
     for d in (train_dir, test_dir):
@@ -69,14 +82,7 @@ def _scan_classes(root: Path) -> _Listing:
     classes = _subdirs(train_dir)
     if not classes:
         raise _missing(f"no class folders in {train_dir}", root)
-    train_files: list[Path] = []
-    train_labels: list[int] = []
-    for label, c in enumerate(classes):
-        files = _list_images(train_dir / c)
-        if not files:
-            raise _missing(f"no .jpg/.jpeg/.png images in class folder {train_dir / c}", root)
-        train_files += files
-        train_labels += [label] * len(files)
+    train_files, train_labels = _collect_labelled([train_dir / c for c in classes], root)
     index = {c: i for i, c in enumerate(classes)}
     test_files: list[Path] = []
     test_labels: list[int] = []
@@ -113,15 +119,8 @@ def _scan_tiny_imagenet(root: Path) -> _Listing:
         wnids = _subdirs(train_dir)
     if not wnids:
         raise _missing(f"no classes listed in {wnids_file} or {train_dir}", root)
-    train_files: list[Path] = []
-    train_labels: list[int] = []
-    for label, w in enumerate(wnids):
-        sub = train_dir / w / "images"
-        files = _list_images(sub if sub.is_dir() else train_dir / w)
-        if not files:
-            raise _missing(f"no .jpg/.jpeg/.png images in {sub}", root)
-        train_files += files
-        train_labels += [label] * len(files)
+    class_dirs = [train_dir / w / "images" if (train_dir / w / "images").is_dir() else train_dir / w for w in wnids]
+    train_files, train_labels = _collect_labelled(class_dirs, root)
     index = {w: i for i, w in enumerate(wnids)}
     entries: list[tuple[str, int]] = []
     for lineno, line in enumerate(ann_file.read_text().splitlines(), 1):

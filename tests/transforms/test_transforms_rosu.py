@@ -36,18 +36,23 @@ def reference_uam_step(params, forget_loss, retain_loss, lr, rho):
     return jax.tree.map(lambda p, g: p - lr * g, params, g_tilde)
 
 
+def rosu_step(tx, params, state, forget_loss, retain_loss, **extra):
+    """One update of a rosu-style transformation, wired as the README shows."""
+    updates, state = tx.update(
+        jax.grad(forget_loss)(params),
+        state,
+        params,
+        retain_grads=jax.grad(retain_loss)(params),
+        retain_grad_fn=jax.grad(retain_loss),
+        **extra,
+    )
+    return optax.apply_updates(params, updates), state
+
+
 def run_steps(tx, params, forget_loss, retain_loss, n, **extra):
     state = tx.init(params)
     for _ in range(n):
-        updates, state = tx.update(
-            jax.grad(forget_loss)(params),
-            state,
-            params,
-            retain_grads=jax.grad(retain_loss)(params),
-            retain_grad_fn=jax.grad(retain_loss),
-            **extra,
-        )
-        params = optax.apply_updates(params, updates)
+        params, state = rosu_step(tx, params, state, forget_loss, retain_loss, **extra)
     return params, state
 
 
@@ -94,16 +99,7 @@ def test_chains_with_optax_and_jits():
     params, forget_loss, retain_loss = make_problem(3)
 
     def trajectory(tx, n=10):
-        @jax.jit
-        def step(params, state):
-            updates, state = tx.update(
-                jax.grad(forget_loss)(params),
-                state,
-                params,
-                retain_grads=jax.grad(retain_loss)(params),
-                retain_grad_fn=jax.grad(retain_loss),
-            )
-            return optax.apply_updates(params, updates), state
+        step = jax.jit(lambda params, state: rosu_step(tx, params, state, forget_loss, retain_loss))
 
         p, state = params, tx.init(params)
         with jax.numpy_dtype_promotion("standard"):  # optax.adam's bias correction mixes float and int32
