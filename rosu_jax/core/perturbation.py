@@ -82,6 +82,12 @@ def _sq_norm_of_neutral_part(forget_grads: PyTree, retain_grads: PyTree, c: jax.
     )
 
 
+def _coupling_from_sums(sq_f: jax.Array, sq_r: jax.Array, dot_fr: jax.Array, eps: float) -> jax.Array:
+    """κ from (‖g_f‖², ‖g_r‖², ⟨g_f, g_r⟩): 0 when either squared norm is ≤ eps, NaN when a sum is NaN."""
+    either_zero = jnp.logical_or(sq_f <= eps, sq_r <= eps)
+    return jnp.clip(_safe_div(dot_fr, jnp.sqrt(sq_f) * jnp.sqrt(sq_r), either_zero), -1.0, 1.0)
+
+
 def _safe_div(num: jax.Array, den: jax.Array, is_zero: jax.Array) -> jax.Array:
     """num/den, and 0 where ``is_zero`` (without evaluating a 0/0 that could leak NaN into gradients)."""
     return jnp.where(is_zero, 0.0, num / jnp.where(is_zero, 1.0, den))
@@ -115,8 +121,7 @@ def perturbation_with_diagnostics(
     norm_r = jnp.sqrt(sq_r)
     f_zero = sq_f <= eps
     r_zero = sq_r <= eps
-    either_zero = jnp.logical_or(f_zero, r_zero)
-    coupling = jnp.clip(_safe_div(dot_fr, norm_f * norm_r, either_zero), -1.0, 1.0)
+    coupling = _coupling_from_sums(sq_f, sq_r, dot_fr, eps)
     neutral_sq = 1.0 - jnp.square(coupling)  # ‖d‖²/‖g_f‖² = 1 − κ²
     neutral_fraction = jnp.where(f_zero, 0.0, jnp.sqrt(jnp.maximum(neutral_sq, 0.0)))
     predicted_minmax = jnp.where(f_zero, 0.0, rho * norm_r * coupling)
@@ -180,5 +185,6 @@ def minmax_perturbation(forget_grads: PyTree, rho: float | jax.Array, *, eps: fl
 
 def coupling(forget_grads: PyTree, retain_grads: PyTree, *, eps: float = DEFAULT_EPS) -> jax.Array:
     """κ = cos(g_f, g_r) = ⟨g_f, g_r⟩/(‖g_f‖‖g_r‖), in [−1, 1]; 0 when either squared norm is ≤ eps."""
-    _, diagnostics = perturbation_with_diagnostics(forget_grads, retain_grads, 0.0, project=True, eps=eps)
-    return diagnostics.coupling
+    _check_eps(eps)
+    check_same_structure(forget_grads, retain_grads, names=("forget_grads", "retain_grads"))
+    return _coupling_from_sums(*tree_gram(forget_grads, retain_grads), eps)
