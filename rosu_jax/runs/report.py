@@ -76,7 +76,8 @@ def write_report(out_dir: str | Path, rows: list[dict], histories: dict, config:
     (out_dir / "histories.json").write_text(json.dumps(histories))
     header = "# rosu-jax results\n\n"
     if config is not None:
-        header += "Config: `" + json.dumps(config, default=str) + "`\n\n"
+        config_json = json.dumps(config, default=str, indent=1, ensure_ascii=False)
+        header += f"<details><summary>config</summary>\n\n```json\n{config_json}\n```\n</details>\n\n"
     (out_dir / "results.md").write_text(header + markdown_tables(rows))
     written += [out_dir / "results.json", out_dir / "results.md", out_dir / "histories.json"]
     written.append(plot_metrics(rows, out_dir / "metrics.png"))
