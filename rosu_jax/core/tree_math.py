@@ -1,6 +1,6 @@
 """Tree maths on gradient pytrees: global inner products and norms, accumulated in float32.
 
-Reductions work leaf by leaf with a per-leaf ``jnp.sum(a * b)``: no ``ravel_pytree`` of the whole tree (a
+Reductions work leaf by leaf with a per-leaf ``jnp.sum(a * b)``: the whole tree is never flattened into one vector (a
 concatenation of large leaves inside jit costs a full extra copy), and no ``jnp.vdot`` (it fails on arrays
 sharded over explicit mesh axes). Only small leaves are concatenated (see ``SMALL_LEAF_SIZE``). Partial sums are
 added in float32, so bfloat16 or float16 leaves do not lose the reduction to their short mantissa.

@@ -34,6 +34,7 @@ chains with ``optax.chain``: transformations before it see g_f, those after it s
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -42,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rosu_jax.core.perturbation import DEFAULT_EPS, perturbation_with_diagnostics
+from rosu_jax.core.perturbation import DEFAULT_EPS, PerturbationDiagnostics, perturbation_with_diagnostics
 from rosu_jax.core.tree_math import (
     ACCUMULATION_DTYPE,
     PyTree,
@@ -63,23 +64,19 @@ DEFAULT_RHO = 0.5
 DEFAULT_AMPLIFICATION = 0.05
 
 
-class RosuDiagnostics(NamedTuple):
-    """Per-step diagnostics kept in the state (float32 scalars). See ``PerturbationDiagnostics``.
+class RosuDiagnostics(
+    collections.namedtuple(
+        "RosuDiagnostics", (*PerturbationDiagnostics._fields, "rho", "amplification", "surrogate_retain_increase")
+    )
+):
+    """Per-step diagnostics kept in the state (float32 scalars): the fields of ``PerturbationDiagnostics``
+    (coupling, norms, neutral fraction, predicted first-order retain changes, ‖δ‖), plus
 
     rho, amplification: the values used this step (after schedules).
     surrogate_retain_increase: L_r(θ+δ) − L_r(θ), measured only when ``retain_loss_fn`` is passed (else NaN).
     """
 
-    coupling: jax.Array
-    forget_norm: jax.Array
-    retain_norm: jax.Array
-    neutral_fraction: jax.Array
-    predicted_retain_change_minmax: jax.Array
-    predicted_retain_change: jax.Array
-    perturbation_norm: jax.Array
-    rho: jax.Array
-    amplification: jax.Array
-    surrogate_retain_increase: jax.Array
+    __slots__ = ()
 
     @classmethod
     def initial(cls) -> RosuDiagnostics:
