@@ -53,29 +53,27 @@ class UnlearnResult:
 
 
 class StepperCache:
-    """Build each (method, config, apply_fn, steps, mesh) step once, so its compiled step is reused across
-    scenarios and seeds with the same shapes."""
+    """Build each (method, config, apply_fn, steps) stepper once, and its mesh-sharded step once per mesh, so
+    compiled steps are reused across scenarios and seeds with the same shapes."""
 
     def __init__(self):
-        self._cache: dict[tuple, tuple[Stepper, Callable]] = {}
+        self._steppers: dict[tuple, Stepper] = {}
+        self._sharded: dict[tuple, Callable] = {}
 
-    def get(
-        self,
-        method: str,
-        config: MethodConfig,
-        apply_fn: Callable,
-        num_classes: int,
-        total_steps: int,
-        mesh: Mesh | None = None,
-        state_template: Any = None,
-    ) -> tuple[Stepper, Callable]:
-        """(stepper, step function); with a mesh the step is jitted with the mesh's in/out shardings."""
-        key = (method, config, id(apply_fn), num_classes, total_steps, mesh)
-        if key not in self._cache:
-            stepper = get_method(method).factory(apply_fn, num_classes, config, total_steps)
-            step = stepper.step if mesh is None else sharded_step(stepper, mesh, state_template)
-            self._cache[key] = (stepper, step)
-        return self._cache[key]
+    def get(self, method: str, config: MethodConfig, apply_fn: Callable, num_classes: int, total_steps: int) -> Stepper:
+        key = (method, config, id(apply_fn), num_classes, total_steps)
+        if key not in self._steppers:
+            self._steppers[key] = get_method(method).factory(apply_fn, num_classes, config, total_steps)
+        return self._steppers[key]
+
+    def step_fn(self, stepper: Stepper, mesh: Mesh | None, state_template: Any) -> Callable:
+        """The stepper's step, or on a mesh the step jitted with the mesh's in/out shardings."""
+        if mesh is None:
+            return stepper.step
+        key = (id(stepper), mesh)
+        if key not in self._sharded:
+            self._sharded[key] = sharded_step(stepper, mesh, state_template)
+        return self._sharded[key]
 
 
 def run_unlearning(
@@ -122,12 +120,12 @@ def run_unlearning(
         model_state,
         lambda: iterate_batches(*forget, forget_batch_size, seed=seed, shuffle=False, mean=mean, std=std),
     )
-    stepper = steppers.get(method, config, apply_fn, num_classes, total_steps)[0]
+    stepper = steppers.get(method, config, apply_fn, num_classes, total_steps)
     state = stepper.init(params, model_state, extras)
     if mesh is not None:
         state = shard_state(state, mesh)
-    _, step = steppers.get(method, config, apply_fn, num_classes, total_steps, mesh, state)
-    place_batch = (lambda b: b) if mesh is None else (batch_placer(mesh))
+    step = steppers.step_fn(stepper, mesh, state)
+    place_batch = (lambda b: b) if mesh is None else batch_placer(mesh)
     forget_stream = cycle_batches(*forget, forget_batch_size, seed=seed, mean=mean, std=std)
     base_key = jax.random.key(seed)
     records: list[dict] = []
