@@ -1,14 +1,11 @@
 """cifar100 — classwise forgetting, ResNet-18 (the paper's setting).
 
-Command:  rosu-unlearn --config experiments/cifar100_classwise.py (tfds, or --data-dir /path/to/image-folder) --out results/cifar100_classwise
-Expected Retrain: UA 100 and MIA ~100 by construction (the class is absent from Retrain's data); RA ~100; TA not given by our protocol.
-ROSU's published retain accuracy (leaderboard quote; the paper's tables are not public): see PROTOCOL.md.
+Command:  rosu-unlearn --config experiments/cifar100_classwise.py (tfds, or --data-dir DIR with train/<class>/ and test/<class>/ image folders) --out results/cifar100_classwise
+Expected Retrain (literature): UA 100, RA ~100, MIA 100.
+ROSU's published retain accuracy (a leaderboard quote of the paper, whose tables are not public): 99.98.
 """
 
-import sys
-from pathlib import Path
+from rosu_jax.runs import RunConfig
+from rosu_jax.tasks.vision.presets import RESNET18_OVERRIDES, paper_task
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _paper import paper_config  # noqa: E402
-
-CONFIG = paper_config("cifar100", "classwise", data_dir=None)
+CONFIG = RunConfig(task=paper_task("cifar100", "classwise"), overrides=RESNET18_OVERRIDES)

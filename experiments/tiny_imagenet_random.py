@@ -1,14 +1,11 @@
 """tiny_imagenet — random forgetting, ResNet-18 (the paper's setting).
 
-Command:  rosu-unlearn --config experiments/tiny_imagenet_random.py --data-dir /path/to/tiny-imagenet-200 --out results/tiny_imagenet_random
-Expected Retrain: not given by our protocol: RA ~100 (Retrain fits its own data); UA, TA and MIA from your own Retrain row.
-ROSU's published retain accuracy (leaderboard quote; the paper's tables are not public): see PROTOCOL.md.
+Command:  rosu-unlearn --config experiments/tiny_imagenet_random.py (--data-dir DIR holding the Tiny-ImageNet folder tree) --out results/tiny_imagenet_random
+Expected Retrain (literature): RA ~100.
+ROSU's published retain accuracy (a leaderboard quote of the paper, whose tables are not public): 98.7.
 """
 
-import sys
-from pathlib import Path
+from rosu_jax.runs import RunConfig
+from rosu_jax.tasks.vision.presets import RESNET18_OVERRIDES, paper_task
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _paper import paper_config  # noqa: E402
-
-CONFIG = paper_config("tiny_imagenet", "random", data_dir="/path/to/tiny-imagenet-200")
+CONFIG = RunConfig(task=paper_task("tiny_imagenet", "random"), overrides=RESNET18_OVERRIDES)

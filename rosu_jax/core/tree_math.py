@@ -8,12 +8,10 @@ added in float32, so bfloat16 or float16 leaves do not lose the reduction to the
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from rosu_jax.core.types import PyTree
 
 ACCUMULATION_DTYPE = jnp.float32
 

@@ -1,6 +1,6 @@
 """Multi-process (multi-host) runs: initialisation and per-host loading of the global batch.
 
-Every host builds the *same* global batch order (the batching in ``rosu_jax.data`` is a pure function of
+Every host builds the *same* global batch order (the batching in ``rosu_jax.tasks.vision.data`` is a pure function of
 the seed), but materialises only its own contiguous slice of each global batch::
 
     initialize(coordinator_address="10.0.0.1:1234", num_processes=2, process_id=rank)
@@ -22,9 +22,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from rosu_jax.core.types import PyTree
 from rosu_jax.parallel.mesh import _check_batch, batch_sharding, num_batch_shards
-
-PyTree = Any
 
 _initialized = False
 

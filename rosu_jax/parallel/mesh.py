@@ -23,13 +23,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rosu_jax.core.tree_math import SMALL_LEAF_SIZE
+from rosu_jax.core.types import PyTree
 from rosu_jax.steps.state import Stepper, UnlearnState
-
-PyTree = Any
 
 MESH_AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")
-DEFAULT_MIN_SHARD_SIZE = 2**14
+# Leaves smaller than this stay replicated; the tree maths reduces exactly these small leaves together, so no
+# sharded leaf is ever gathered for a reduction (one definition: rosu_jax.core.tree_math.SMALL_LEAF_SIZE).
+DEFAULT_MIN_SHARD_SIZE = SMALL_LEAF_SIZE
 _EXAMPLE = "e.g. 'data=8', 'data=2,fsdp=4' or 'fsdp=-1' (-1: the remaining devices)"
 
 
@@ -144,12 +146,13 @@ def param_sharding(mesh: Mesh, tree: PyTree, *, min_size: int = DEFAULT_MIN_SHAR
 
 
 def state_sharding(state: UnlearnState, mesh: Mesh, *, min_size: int = DEFAULT_MIN_SHARD_SIZE) -> UnlearnState:
-    """The shardings ``shard_state`` uses, as an ``UnlearnState`` of ``NamedSharding``s: params, opt_state and
-    extras by ``param_sharding``; model_state (BatchNorm statistics) and step replicated."""
+    """The shardings ``shard_state`` uses, as an ``UnlearnState`` of ``NamedSharding``s: params, opt_state,
+    model_state (BatchNorm statistics stay replicated, being small; frozen weights are sharded like params) and
+    extras by ``param_sharding``; step replicated."""
     rep = replicated(mesh)
     return UnlearnState(
         params=param_sharding(mesh, state.params, min_size=min_size),
-        model_state=jax.tree.map(lambda _: rep, state.model_state),
+        model_state=param_sharding(mesh, state.model_state, min_size=min_size),
         opt_state=param_sharding(mesh, state.opt_state, min_size=min_size),
         step=jax.tree.map(lambda _: rep, state.step),
         extras=param_sharding(mesh, state.extras, min_size=min_size),

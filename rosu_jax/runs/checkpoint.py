@@ -8,13 +8,13 @@ shapes, dtypes and shardings decide how the arrays come back, so a state saved o
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
-from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-PyTree = Any
+from rosu_jax.core.types import PyTree
 
 
 def _abstract(template: PyTree) -> PyTree:
@@ -51,15 +51,31 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def restore(self, template: PyTree, step: int | None = None) -> tuple[PyTree, dict]:
-        """Restore ``step`` (default: latest) into the structure, dtypes and shardings of ``template``."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+        """Restore ``step`` (default: the newest intact one) into the structure, dtypes and shardings of
+        ``template``. A damaged newest checkpoint is reported and skipped for the one before it."""
+        steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}.")
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(template)), meta=ocp.args.JsonRestore()),
+        errors = []
+        for candidate in steps:
+            try:
+                restored = self._manager.restore(
+                    candidate,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(_abstract(template)), meta=ocp.args.JsonRestore()
+                    ),
+                )
+            except Exception as err:  # orbax raises many kinds (ValueError, OSError, tensorstore errors)
+                errors.append(f"step {candidate}: {type(err).__name__}: {str(err)[:200]}")
+                warnings.warn(
+                    f"checkpoint {self.directory}/{candidate} is damaged and was skipped ({errors[-1]})", stacklevel=2
+                )
+                continue
+            return restored.state, dict(restored.meta or {})
+        raise ValueError(
+            f"no intact checkpoint in {self.directory} ({'; '.join(errors)}); delete that folder to start this "
+            "training again."
         )
-        return restored.state, dict(restored.meta or {})
 
     def close(self) -> None:
         self._manager.close()

@@ -1,8 +1,9 @@
-"""Configuration of a run: what to train, which scenarios and methods, with which hyperparameters.
+"""What to run: a task's settings, which methods with which hyperparameters and grids, seeds, the device mesh.
 
-Everything is a frozen dataclass, so a config is hashable and its ``key()`` names checkpoints and cached rows.
-The embedded default (``default_config()``) is the offline demo: digits, small CNN, class-wise and random
-forgetting, original + Retrain + every method.
+``RunConfig`` is a frozen dataclass; everything in it is JSON-able, and ``stable_hash`` of the parts that change
+the numbers names checkpoints and cached rows. Methods take their hyperparameters from, in order: their
+declaration's defaults, the task's defaults (``task.method_defaults()``), ``overrides`` (``--set ROSU.rho=0.2``),
+and a grid point (``grids``: ``--rho-grid 0.2,0.5``).
 """
 
 from __future__ import annotations
@@ -10,81 +11,51 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from typing import Any
 
-from rosu_jax.steps.registry import METHODS, MethodConfig
+from rosu_jax.methods import get_method
+from rosu_jax.methods.base import OptimizerSettings
 
-SCENARIOS = ("classwise", "random")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainRecipe:
-    """How the original model and Retrain are trained (SGD with momentum, PyTorch-style weight decay)."""
-
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    augment: bool = False
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"TrainRecipe needs epochs >= 1, batch_size >= 1 and lr > 0, got {self}.")
-        if self.schedule not in ("constant", "cosine", "step"):
-            raise ValueError(f"TrainRecipe.schedule must be 'constant', 'cosine' or 'step', got {self.schedule!r}.")
+ALL_METHODS = "*"
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """One experiment: dataset × model × scenarios × methods × seeds.
+    """One experiment: a task × methods × seeds.
 
-    train_per_class: keep at most this many training images per class (seeded; a CPU-budget deviation from the
-      protocol, which uses the full training set); None keeps all.
-    unlearn_epochs: passes over the retain set each method gets (the forget stream is cycled alongside).
-    method_configs: per-method hyperparameters (``MethodConfig``); methods absent here use ``MethodConfig()``.
-    lr_grid: optional learning rates tried for every method (one row each; the literature picks the lr with the
-      lowest Avg.Gap); None uses each method's configured lr.
-    rho_grid, amplification_grid: the same for ρ (UAM, UAM+λ, ROSU) and λ (UAM+λ, ROSU); grids multiply.
+    task: the task's config (e.g. ``rosu_jax.tasks.vision.VisionConfig``).
+    methods: method names (None: the task's default list).
+    overrides: ``{method name or "*": {hyperparameter: value}}``.
+    grids: ``{hyperparameter: values}`` tried for every method that declares the hyperparameter grid-able
+      (one row per point; grids multiply), or ``{"ROSU.rho": values}`` for one method only.
+    mesh: device mesh, e.g. ``"data=8"`` (None: one device).
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    model: str = "small_cnn"
-    model_kwargs: tuple[tuple[str, Any], ...] = ()
-    scenarios: tuple[str, ...] = SCENARIOS
-    train_per_class: int | None = None
-    forget_class: int = 0
-    forget_fraction: float = 0.1
-    methods: tuple[str, ...] = tuple(METHODS)
+    task: Any
+    methods: tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0,)
-    train: TrainRecipe = TrainRecipe()
-    unlearn_epochs: int = 5
-    unlearn_batch_size: int = 64
-    method_configs: tuple[tuple[str, MethodConfig], ...] = ()
-    lr_grid: tuple[float, ...] | None = None
-    rho_grid: tuple[float, ...] | None = None
-    amplification_grid: tuple[float, ...] | None = None
+    overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    grids: dict[str, tuple] = dataclasses.field(default_factory=dict)
     mesh: str | None = None
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; known methods: {', '.join(METHODS)}.")
-        bad = [s for s in self.scenarios if s not in SCENARIOS]
-        if bad:
-            raise ValueError(f"unknown scenario(s) {bad}; choose from {SCENARIOS}.")
         if not self.seeds:
-            raise ValueError("at least one seed is needed.")
-        if self.unlearn_epochs < 1 or self.unlearn_batch_size < 1:
-            raise ValueError("unlearn_epochs and unlearn_batch_size must be >= 1.")
-        for name, _ in self.method_configs:
-            if name not in METHODS:
-                raise ValueError(f"method_configs names unknown method {name!r}; known: {', '.join(METHODS)}.")
-
-    def method_config(self, name: str) -> MethodConfig:
-        return dict(self.method_configs).get(name, MethodConfig())
+            raise ValueError("--seeds: at least one seed is needed.")
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"--seeds: seeds are integers >= 0, got {seed!r}.")
+        for name in self.methods or ():
+            get_method(name)
+        for target, values in self.overrides.items():
+            if target != ALL_METHODS:
+                get_method(target).configure(values)
+        for target, values in self.grids.items():
+            if not values:
+                raise ValueError(f"the grid of {target} is empty.")
+            for value in values:
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"--{target.split('.')[-1].replace('_', '-')}-grid: {value!r} is not finite.")
 
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -93,33 +64,49 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
-def stable_hash(obj: Any, length: int = 12) -> str:
+def stable_hash(obj: Any, length: int = 16) -> str:
     """A short hash of a JSON-able description (dataclasses allowed), stable across runs and machines."""
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-# Per-method hyperparameters of the embedded digits demo (small CNN, 5 unlearning epochs, batch 64): for each
-# method the learning rate with the lowest summed Avg.Gap over both scenarios in the grid
-# `rosu-unlearn --lr-grid 0.001,0.003,0.01,0.03,0.1` (GA: 3e-5, 1e-4, 3e-4; at 1e-4 and above it collapses to
-# chance within 5 epochs on class-wise forgetting).
-# The grid's rows are in benchmarks/results/ (digits_lr_grid.md).
-DIGITS_METHOD_CONFIGS: tuple[tuple[str, MethodConfig], ...] = (
-    ("FT", MethodConfig(lr=0.1)),
-    ("GA", MethodConfig(lr=3e-5)),
-    ("NegGrad+", MethodConfig(lr=0.01)),
-    ("RL", MethodConfig(lr=0.003)),
-    ("l1-sparse", MethodConfig(lr=0.1)),
-    ("SalUn", MethodConfig(lr=0.001)),
-    ("SCRUB", MethodConfig(lr=0.003)),
-    ("UAM", MethodConfig(lr=0.1)),
-    ("UAM+λ", MethodConfig(lr=0.1)),
-    ("ROSU", MethodConfig(lr=0.1)),
-)
+def method_variants(config: RunConfig, method_names: tuple[str, ...], task_defaults: dict) -> list:
+    """``[(method name, settings)]``: every method with its defaults and overrides, times the grids that apply."""
+    variants = []
+    for name in method_names:
+        method = get_method(name)
+        known = {f.name for f in method.fields()}
+        values = {}
+        for layer in (task_defaults, config.overrides):  # "*" applies where the method has the field
+            values |= {k: v for k, v in layer.get(ALL_METHODS, {}).items() if k in known}
+            values |= layer.get(name, {})
+        base = method.configure(values)
+        points = [base]
+        for field in method.grid_fields():
+            grid = config.grids.get(f"{name}.{field}", config.grids.get(field))
+            if grid:
+                points = [dataclasses.replace(p, **{field: v}) for p in points for v in grid]
+        variants += [(name, p) for p in points]
+    return variants
 
 
-def default_config() -> RunConfig:
-    """The embedded default: digits, small CNN, class-wise and random forgetting, all methods."""
-    return RunConfig(method_configs=DIGITS_METHOD_CONFIGS)
+def parse_assignment(text: str) -> tuple[str, str, Any]:
+    """``'ROSU.rho=0.2'`` -> ('ROSU', 'rho', 0.2); ``'train.epochs=3'`` -> ('train', 'epochs', 3).
+
+    The value is read as JSON when it parses (numbers, true/false, null, lists), else kept as a string.
+    """
+    target, sep, value = text.partition("=")
+    if not sep or "." not in target:
+        raise ValueError(f"--set {text!r}: expected TARGET.NAME=VALUE, e.g. ROSU.rho=0.2 or train.epochs=3.")
+    owner, _, name = target.rpartition(".")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return owner, name, parsed
+
+
+def settings_dict(settings: OptimizerSettings) -> dict:
+    return dataclasses.asdict(settings)

@@ -1,179 +1,74 @@
-"""The main job: dataset → split → original → Retrain → every method → metrics → rows.
+"""The generic job: data → (per seed) original model → (per scenario) reference model → every method → rows.
 
-Nothing flows backwards: evaluation only reads weights, the report only reads rows. Every finished piece is on
-disk before the next starts (training checkpoints with orbax after each epoch; one JSON file per finished
-method row), so an interrupted run started again with the same config resumes where it stopped and ends with
-the same rows as an uninterrupted one.
+Nothing flows backwards: evaluation only reads weights, the report only reads rows. Everything is checked before
+any training (settings, data, splits, the mesh, the output folder), one process works in a work directory at a
+time, and every finished piece is on disk before the next starts (orbax checkpoints after each training epoch; one
+JSON file per finished row), so an interrupted run started again resumes where it stopped and ends with the same
+rows. Cached pieces are keyed by the data's contents, every setting that changes the numbers (the mesh too) and the
+code; each restore is logged with what matched.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from rosu_jax.data import dataset_stats, load_dataset, make_split, normalize_images, subsample_per_class
-from rosu_jax.evaluation import avg_gap, compute_metrics, predict_logits
-from rosu_jax.models import build_model
+from rosu_jax.methods import get_method
+from rosu_jax.methods.registry import methods_for
 from rosu_jax.parallel.mesh import make_mesh
-from rosu_jax.runs.config import RunConfig, stable_hash
-from rosu_jax.runs.train import train_classifier
+from rosu_jax.runs.cache import RowCache, code_fingerprint, default_work_dir, strict
+from rosu_jax.runs.config import RunConfig, method_variants, stable_hash
+from rosu_jax.runs.lock import WorkDirLock
+from rosu_jax.runs.train import TrainedModel, train_model
 from rosu_jax.runs.unlearn import StepperCache, run_unlearning
-from rosu_jax.steps.registry import MethodConfig
+from rosu_jax.tasks import make_task
+from rosu_jax.tasks.base import Evaluation, Setting, Task
 
-PyTree = Any
-METRICS = ("UA", "RA", "TA", "MIA")
-
-
-def default_work_dir() -> Path:
-    """Where checkpoints and finished rows live when no --work-dir is given."""
-    base = os.environ.get("ROSU_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rosu_jax")
-    return Path(base) / "runs"
+REFERENCE_ROWS = ("Retrain", "Original")
 
 
 @dataclasses.dataclass
 class RunOutput:
     rows: list[dict]
-    histories: dict[str, dict[str, list[float]]]  # "<scenario>/<seed>/<method>/<lr>" -> per-step series
-
-
-def evaluate(apply_fn, params, model_state, subsets, mean, std) -> dict[str, float]:
-    """UA, RA, TA and MIA-efficacy of one model on one split (eval mode, no augmentation).
-
-    A diverged model (non-finite logits) is still scored, with NaN logits read as 0 and ±inf clipped, so the
-    run goes on; its row carries ``all_finite = False``.
-    """
-    normalize = lambda x: normalize_images(x, mean, std)
-    logits = {
-        name: np.nan_to_num(
-            predict_logits(apply_fn, params, model_state, subsets[name][0], normalize=normalize),
-            nan=0.0,
-            posinf=1e30,
-            neginf=-1e30,
-        )
-        for name in ("forget", "retain", "test")
-    }
-    return compute_metrics(
-        logits["forget"],
-        subsets["forget"][1],
-        logits["retain"],
-        subsets["retain"][1],
-        logits["test"],
-        subsets["test"][1],
-    )
-
-
-class RowCache:
-    """One JSON file per finished row, named by the hash of everything that determines it."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def path(self, key: str) -> Path:
-        return self.directory / f"{key}.json"
-
-    def load(self, key: str) -> dict | None:
-        p = self.path(key)
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def save(self, key: str, record: dict) -> None:
-        tmp = self.path(key).with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(self.path(key))
-
-
-MINMAX_METHODS = ("UAM", "UAM+λ", "ROSU")
-AMPLIFIED_METHODS = ("UAM+λ", "ROSU")
-
-
-def method_variants(config: RunConfig, method: str) -> list[MethodConfig]:
-    """The method's configs to run: its own, or the product of the lr / ρ / λ grids that apply to it."""
-    base = config.method_config(method)
-    lrs = config.lr_grid or (base.lr,)
-    rhos = (config.rho_grid or (base.rho,)) if method in MINMAX_METHODS else (base.rho,)
-    amps = (
-        (config.amplification_grid or (base.amplification,)) if method in AMPLIFIED_METHODS else (base.amplification,)
-    )
-    return [base.replace(lr=lr, rho=rho, amplification=amp) for lr in lrs for rho in rhos for amp in amps]
-
-
-def variant_label(method: str, config: MethodConfig) -> str:
-    """e.g. 'lr=0.1' or 'lr=0.1 ρ=0.5 λ=0.05' (the hyperparameters that matter for the method)."""
-    label = f"lr={config.lr:g}"
-    if method in MINMAX_METHODS:
-        label += f" ρ={config.rho:g}"
-    if method in AMPLIFIED_METHODS:
-        label += f" λ={config.amplification:g}"
-    return label
+    histories: dict[str, dict[str, list]]  # "<scenario>/<seed>/<method>/<variant>" -> per-step series
 
 
 @dataclasses.dataclass
-class _ScenarioContext:
-    """What every unlearning run of one (seed, scenario) shares."""
+class Run:
+    """What every part of one run shares."""
 
     config: RunConfig
-    apply_fn: Callable
-    num_classes: int
-    original: Any  # TrainedModel
-    subsets: dict
-    retrain_metrics: dict
-    retrain_seconds: float
-    base_row: dict
-    seed: int
-    mean: np.ndarray
-    std: np.ndarray
-    steppers: StepperCache
+    task: Task
+    variants: list  # [(method name, settings)]
+    work_dir: Path
+    mesh: Mesh | None
     progress: bool
-    mesh: Any
+    log: Callable[[str], None]
+    fresh: bool
+    steppers: StepperCache = dataclasses.field(default_factory=StepperCache)
+
+    def key(self, *parts) -> str:
+        """The cache key of a piece: the given parts plus the mesh and the code fingerprint."""
+        return stable_hash([*parts, {"mesh": self.config.mesh, "code": code_fingerprint()}])
 
 
-def _unlearn_and_score(ctx: _ScenarioContext, method: str, method_config: MethodConfig) -> dict:
-    """One unlearning run from the original weights, evaluated: {"row": ..., "history": ...}."""
-    result = run_unlearning(
-        method,
-        method_config,
-        ctx.apply_fn,
-        ctx.num_classes,
-        ctx.original.params,
-        ctx.original.model_state,
-        ctx.subsets["forget"],
-        ctx.subsets["retain"],
-        epochs=ctx.config.unlearn_epochs,
-        batch_size=ctx.config.unlearn_batch_size,
-        seed=ctx.seed,
-        mean=ctx.mean,
-        std=ctx.std,
-        steppers=ctx.steppers,
-        progress=ctx.progress,
-        mesh=ctx.mesh,
-    )
-    metrics = evaluate(ctx.apply_fn, result.params, result.model_state, ctx.subsets, ctx.mean, ctx.std)
-    row = ctx.base_row | {
-        "method": method,
-        **metrics,
-        "avg_gap": avg_gap(metrics, ctx.retrain_metrics),
-        "seconds": result.seconds,
-        "rte_ratio": result.seconds / ctx.retrain_seconds,
-        "compile_s": result.compile_s,
-        "steps": result.steps,
-        "gradient_evaluations": result.gradient_evaluations,
-        "lr": method_config.lr,
-        "variant": variant_label(method, method_config),
-        "all_finite": result.all_finite,
-    }
-    if method in MINMAX_METHODS:
-        row |= {"rho": method_config.rho, "amplification": method_config.amplification if method != "UAM" else 0.0}
-        if "coupling" in result.history:
-            row["mean_coupling"] = float(np.mean(result.history["coupling"]))
-    return {"row": row, "history": {k: v.tolist() for k, v in result.history.items()}}
+def plan(config: RunConfig, task: Task) -> list:
+    """The method variants to run, checked: every method applies to the task, every hyperparameter is valid."""
+    names = config.methods or task.default_methods or methods_for(task.provides)
+    for name in names:
+        missing = get_method(name).requires - task.provides
+        if missing:
+            raise ValueError(
+                f"method {name} needs the loss term(s) {', '.join(sorted(missing))}, which the {task.name} task does "
+                f"not provide; methods for this task: {', '.join(methods_for(task.provides))}."
+            )
+    return method_variants(config, tuple(names), task.method_defaults())
 
 
 def run_pipeline(
@@ -182,150 +77,191 @@ def run_pipeline(
     work_dir: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda s: None,
+    fresh: bool = False,
+    wait_for_lock: bool = False,
 ) -> RunOutput:
-    """Run every (seed, scenario, method[, lr]) of ``config``; return rows and per-step histories.
-
-    ``config.mesh`` (e.g. ``"data=8"``) runs training and unlearning on a device mesh (``rosu_jax.parallel``).
-    """
-    work_dir = Path(work_dir) if work_dir is not None else default_work_dir()
-    dataset = load_dataset(config.dataset, config.data_dir)
-    if config.train_per_class is not None:
-        dataset = subsample_per_class(dataset, config.train_per_class, seed=0)
-    mean, std = dataset_stats(dataset.x_train)
-    model_kwargs = dict(config.model_kwargs)
-    apply_fn, init_params, init_state = build_model(
-        config.model, dataset.num_classes, dataset.image_shape[-1], seed=0, **model_kwargs
-    )
-    data_key = {
-        "dataset": config.dataset,
-        "data_dir": config.data_dir,
-        "n_train": len(dataset.x_train),
-        "train_per_class": config.train_per_class,
-        "model": config.model,
-        "model_kwargs": model_kwargs,
-        "train": dataclasses.asdict(config.train),
-    }
-    rows_cache = RowCache(work_dir / "rows")
-    steppers = StepperCache()
+    """Run every (seed, scenario, method variant) of ``config``; return the rows and the per-step histories."""
+    task = make_task(config.task)
+    task.validate()
+    variants = plan(config, task)
     mesh = make_mesh(config.mesh) if config.mesh else None
-    variants = sum(len(method_variants(config, m)) for m in config.methods)
-    total = len(config.seeds) * (1 + len(config.scenarios) * (1 + variants))
-    bar = tqdm(total=total, desc=f"{config.dataset}/{config.model}", disable=not progress)
-    rows: list[dict] = []
-    histories: dict[str, dict[str, list[float]]] = {}
+    work_dir = Path(work_dir) if work_dir is not None else default_work_dir()
+    for line in task.choices():
+        log(line)
+    with WorkDirLock(work_dir, wait=wait_for_lock):
+        data = task.load()
+        # Every split is made (and checked) before any training.
+        settings = {(seed, s): task.setting(data, s, seed) for seed in config.seeds for s in task.scenarios()}
+        run = Run(config, task, variants, work_dir, mesh, progress, log, fresh)
+        return _run(run, data, settings)
+
+
+def _run(run: Run, data, settings: dict) -> RunOutput:
+    config, task = run.config, run.task
+    total = len(config.seeds) * (1 + len(task.scenarios()) * (1 + len(run.variants)))
+    bar = tqdm(total=total, desc=task.name, disable=not run.progress)
+    output = RunOutput([], {})
+    rows_cache = RowCache(run.work_dir / "rows")
     try:
         for seed in config.seeds:
-            _, seed_params, seed_state = (
-                build_model(config.model, dataset.num_classes, dataset.image_shape[-1], seed=seed, **model_kwargs)
-                if seed != 0
-                else (apply_fn, init_params, init_state)
-            )
             bar.set_postfix_str(f"seed {seed}: original")
-            train = functools.partial(
-                train_classifier,
-                apply_fn,
-                seed_params,
-                seed_state,
-                recipe=config.train,
-                seed=seed,
-                mean=mean,
-                std=std,
-                progress=progress,
-                mesh=mesh,
-            )
-            original = train(
-                dataset.x_train,
-                dataset.y_train,
-                description="original",
-                checkpoint_dir=work_dir / "checkpoints" / f"original-{stable_hash([data_key, seed])}",
-            )
-            log(f"original (seed {seed}): {'restored' if original.restored else 'trained'} in {original.seconds:.1f} s")
+            original = _train(run, "original", data.fingerprint, None, seed, task.training_data(data, seed))
             bar.update(1)
-            for scenario in config.scenarios:
-                split = make_split(
-                    dataset,
-                    scenario,
-                    forget_class=config.forget_class,
-                    fraction=config.forget_fraction,
-                    seed=seed,
-                )
-                subsets = split.subsets(dataset)
-                split_key = {
-                    "scenario": scenario,
-                    "forget_class": config.forget_class,
-                    "fraction": config.forget_fraction,
-                    "seed": seed,
-                }
-                base = {"dataset": config.dataset, "model": config.model, "scenario": scenario, "seed": seed}
-                bar.set_postfix_str(f"seed {seed}: {scenario} Retrain")
-                retrain = train(
-                    *subsets["retain"],
-                    description=f"Retrain {scenario}",
-                    checkpoint_dir=work_dir / "checkpoints" / f"retrain-{stable_hash([data_key, split_key])}",
-                )
-                log(f"Retrain ({scenario}, seed {seed}): {'restored' if retrain.restored else 'trained'}")
-                retrain_metrics = evaluate(apply_fn, retrain.params, retrain.model_state, subsets, mean, std)
-                rows.append(
-                    base
-                    | {
-                        "method": "Retrain",
-                        **retrain_metrics,
-                        "avg_gap": 0.0,
-                        "seconds": retrain.seconds,
-                        "rte_ratio": 1.0,
-                    }
-                )
-                original_metrics = evaluate(apply_fn, original.params, original.model_state, subsets, mean, std)
-                rows.append(
-                    base
-                    | {
-                        "method": "Original",
-                        **original_metrics,
-                        "avg_gap": avg_gap(original_metrics, retrain_metrics),
-                        "seconds": original.seconds,
-                        "rte_ratio": original.seconds / retrain.seconds,
-                    }
-                )
+            for scenario in task.scenarios():
+                setting = settings[(seed, scenario)]
+                bar.set_postfix_str(f"seed {seed}: {scenario} reference")
+                reference, rows = _reference_rows(run, data, setting, original)
+                output.rows += rows
                 bar.update(1)
-                context = _ScenarioContext(
-                    config,
-                    apply_fn,
-                    dataset.num_classes,
-                    original,
-                    subsets,
-                    retrain_metrics,
-                    retrain.seconds,
-                    base,
-                    seed,
-                    mean,
-                    std,
-                    steppers,
-                    progress,
-                    mesh,
-                )
-                for method in config.methods:
-                    for method_config in method_variants(config, method):
-                        bar.set_postfix_str(f"seed {seed}: {scenario} {method} {variant_label(method, method_config)}")
-                        key = stable_hash(
-                            [
-                                data_key,
-                                split_key,
-                                method,
-                                dataclasses.asdict(method_config),
-                                config.unlearn_epochs,
-                                config.unlearn_batch_size,
-                            ]
+                for name, method_settings in run.variants:
+                    method = get_method(name)
+                    bar.set_postfix_str(f"seed {seed}: {scenario} {name} {method.label(method_settings)}")
+                    key = run.key(
+                        data.fingerprint,
+                        setting.key,
+                        seed,
+                        task.model_key(),
+                        task.unlearning_key(),
+                        method.key(method_settings),
+                    )
+                    record = None if run.fresh else rows_cache.load(key)
+                    if record is None:
+                        record = _unlearn_and_score(run, setting, original, reference, method, method_settings)
+                        rows_cache.save(key, record)
+                    else:
+                        run.log(
+                            f"{name} {method.label(method_settings)} ({scenario}, seed {seed}): restored row "
+                            f"{key} (same data {data.fingerprint}, settings, mesh and code {code_fingerprint()})"
                         )
-                        record = rows_cache.load(key)
-                        if record is None:
-                            record = _unlearn_and_score(context, method, method_config)
-                            rows_cache.save(key, record)
-                        else:
-                            # the retrain time is re-measured each run: keep RTE ratios consistent with it
-                            record["row"]["rte_ratio"] = record["row"]["seconds"] / retrain.seconds
-                        rows.append(record["row"])
-                        histories[f"{scenario}/{seed}/{method}/{record['row']['variant']}"] = record["history"]
-                        bar.update(1)
+                    row = record["row"]
+                    row["rte_ratio"] = _ratio(row["seconds"], reference["seconds"])
+                    output.rows.append(row)
+                    output.histories[f"{scenario}/{seed}/{name}/{row['variant']}"] = record["history"]
+                    bar.update(1)
     finally:
         bar.close()
-    return RunOutput(rows, histories)
+    return output
+
+
+def _ratio(seconds: float, reference_seconds: float | None) -> float | None:
+    return seconds / reference_seconds if reference_seconds else None
+
+
+def _train(run: Run, what: str, fingerprint: str, setting: Setting | None, seed: int, training) -> TrainedModel:
+    """Train (or restore) the original model (``setting`` None) or the reference model of ``setting``."""
+    task = run.task
+    key = run.key(fingerprint, task.model_key(), seed, None if setting is None else setting.key)
+    checkpoint_dir = run.work_dir / "checkpoints" / f"{what}-{key}"
+    if run.fresh and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    params, model_state = task.init_model(seed)
+    description = what if setting is None else f"{what} ({setting.scenario})"
+    trained = train_model(
+        task.loss_terms()["retain"],
+        params,
+        model_state,
+        training,
+        task.training_recipe(),
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        description=description,
+        progress=run.progress,
+        mesh=run.mesh,
+    )
+    if trained.restored:
+        run.log(
+            f"{description}, seed {seed}: restored checkpoint {checkpoint_dir.name} (same data {fingerprint}, "
+            f"model, training recipe, mesh and code)"
+        )
+    else:
+        run.log(f"{description}, seed {seed}: trained in {trained.seconds:.1f} s")
+    return trained
+
+
+def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) -> tuple[dict, list[dict]]:
+    """Train/restore the reference model of ``setting``; the Retrain and Original rows. Returns (reference, rows)
+    where reference holds its evaluation and training seconds."""
+    task = run.task
+    base = _base_row(run, setting)
+    evaluation_original = task.evaluate(original.params, original.model_state, setting)
+    rows = []
+    reference_eval, reference_seconds = None, None
+    if setting.reference_training is not None:
+        retrain = _train(run, task.reference_row, data.fingerprint, setting, setting.seed, setting.reference_training)
+        reference_eval = task.evaluate(retrain.params, retrain.model_state, setting)
+        reference_seconds = retrain.seconds
+        rows.append(
+            _row(
+                base,
+                task.reference_row,
+                reference_eval,
+                task.compare(reference_eval, reference_eval),
+                seconds=retrain.seconds,
+                rte_ratio=1.0,
+            )
+        )
+    rows.append(
+        _row(
+            base,
+            "Original",
+            evaluation_original,
+            task.compare(evaluation_original, reference_eval),
+            seconds=original.seconds,
+            rte_ratio=_ratio(original.seconds, reference_seconds),
+        )
+    )
+    for row in rows:
+        if row["status"] != "ok":
+            run.log(
+                f"warning: the {row['method']} model is {row['status']} ({setting.scenario}, seed {setting.seed}): "
+                "its rows and every comparison with it are not results; train longer or with another lr."
+            )
+    return {"evaluation": reference_eval, "seconds": reference_seconds}, rows
+
+
+def _base_row(run: Run, setting: Setting) -> dict:
+    return {"task": run.task.name, **run.task.row_fields(), "scenario": setting.scenario, "seed": setting.seed}
+
+
+def _row(base: dict, method: str, evaluation: Evaluation, comparison: dict, **fields) -> dict:
+    status = (evaluation.details or {}).get("status", "ok") if isinstance(evaluation.details, dict) else "ok"
+    return strict(base | {"method": method, **evaluation.metrics, **comparison, "status": status, **fields})
+
+
+def _unlearn_and_score(run: Run, setting: Setting, original: TrainedModel, reference: dict, method, settings) -> dict:
+    """One unlearning run from the original weights, evaluated: ``{"row": ..., "history": ...}``."""
+    task = run.task
+    result = run_unlearning(
+        method,
+        settings,
+        task.loss_terms(),
+        original.params,
+        original.model_state,
+        task.unlearning_data(setting, setting.seed),
+        seed=setting.seed,
+        steppers=run.steppers,
+        progress=run.progress,
+        mesh=run.mesh,
+    )
+    evaluation = task.evaluate(result.params, result.model_state, setting)
+    if result.diverged_at is not None:
+        evaluation = Evaluation({k: None for k in evaluation.metrics}, {"status": "diverged"})
+    coupling = result.history.get("coupling")
+    finite = [c for c in coupling or [] if c is not None and np.isfinite(c)]
+    row = _row(
+        _base_row(run, setting),
+        method.name,
+        evaluation,
+        task.compare(evaluation, reference["evaluation"]),
+        variant=method.label(settings),
+        **{name: getattr(settings, name) for name in method.grid_fields()},
+        settings=dataclasses.asdict(settings),
+        seconds=result.seconds,
+        compile_s=result.compile_s,
+        steps=result.steps,
+        gradient_evaluations=result.gradient_evaluations,
+        diverged_at_step=result.diverged_at,
+        mean_coupling=float(np.mean(finite)) if finite else None,
+        coupling_source=result.coupling_source,
+    )
+    return {"row": row, "history": strict(result.history)}

@@ -1,9 +1,9 @@
-"""Train the original model and Retrain, checkpointed with orbax after every epoch and resumed from the last.
+"""Train a task's original model and its reference model, checkpointed with orbax after every epoch.
 
-A training run is keyed by everything that determines its result (dataset, model, seed, recipe, and for Retrain
-the split), so a finished run is restored instead of retrained, and an interrupted one continues at its last
-saved epoch. Batches are a pure function of (seed, epoch) and the step key of (seed, step), so a resumed run ends
-with the same weights as an uninterrupted one.
+A training run is keyed by everything that determines its result, so a finished run is restored instead of
+retrained and an interrupted one continues at its last saved epoch. Batches are a pure function of (seed, epoch)
+and the step key of (seed, step), so a resumed run ends with the same weights as an uninterrupted one. A run whose
+loss or weights become non-finite stops with ``TrainingDiverged`` (the epoch is not saved).
 """
 
 from __future__ import annotations
@@ -12,24 +12,25 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
-import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from rosu_jax.data.batching import iterate_batches, num_batches
+from rosu_jax.core.types import PyTree
 from rosu_jax.parallel.distributed import batch_placer
 from rosu_jax.parallel.mesh import shard_state, sharded_step
 from rosu_jax.runs.checkpoint import Checkpointer
-from rosu_jax.runs.config import TrainRecipe
-from rosu_jax.steps.baselines import make_ft_step
-from rosu_jax.steps.state import UnlearnState
-from rosu_jax.transforms.schedules import cosine_decay, piecewise_constant
+from rosu_jax.steps import make_recipe_step
+from rosu_jax.steps.state import LossFn
+from rosu_jax.tasks.base import TrainingData, TrainingRecipe
+from rosu_jax.transforms.optimizers import make_optimizer
+from rosu_jax.transforms.recipes import fine_tune
 
-PyTree = Any
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became non-finite while training."""
 
 
 @dataclasses.dataclass
@@ -40,46 +41,42 @@ class TrainedModel:
     restored: bool  # True when a finished checkpoint was reused
 
 
-def training_optimizer(recipe: TrainRecipe, total_steps: int) -> optax.GradientTransformation:
-    if recipe.schedule == "cosine":
-        lr = cosine_decay(recipe.lr, total_steps)
-    elif recipe.schedule == "step":  # ×0.1 at 50% and 75% of training, the classic CIFAR recipe
-        lr = piecewise_constant(recipe.lr, {int(total_steps * 0.5): 0.1, int(total_steps * 0.75): 0.1})
-    else:
-        lr = recipe.lr
-    parts = [optax.add_decayed_weights(recipe.weight_decay)] if recipe.weight_decay else []
-    parts.append(optax.sgd(lr, momentum=recipe.momentum or None))
-    return optax.chain(*parts)
+def training_optimizer(recipe: TrainingRecipe, total_steps: int):
+    warmup = int(round(recipe.warmup_epochs * total_steps / recipe.epochs))
+    return make_optimizer(
+        recipe.optimizer,
+        recipe.lr,
+        total_steps,
+        schedule=recipe.schedule,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=warmup,
+    )
 
 
-def train_classifier(
-    apply_fn: Callable,
+def train_model(
+    loss_fn: LossFn,
     params: PyTree,
     model_state: PyTree,
-    x: np.ndarray,
-    y: np.ndarray,
-    recipe: TrainRecipe,
+    data: TrainingData,
+    recipe: TrainingRecipe,
     *,
     seed: int,
-    mean: np.ndarray,
-    std: np.ndarray,
     checkpoint_dir: str | Path | None = None,
     description: str = "train",
     progress: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
     mesh: Mesh | None = None,
 ) -> TrainedModel:
-    """Train with cross-entropy from (params, model_state); resume from ``checkpoint_dir`` when it has a save.
+    """Descend ``loss_fn`` over ``data`` for ``recipe.epochs``; resume from ``checkpoint_dir`` when it has a save.
 
     ``on_epoch_end(epoch)`` is called after each saved epoch (tests use it to interrupt a run). With a ``mesh``
     the state is sharded (``rosu_jax.parallel``) and checkpoints restore onto that mesh whatever mesh saved them.
     """
-    if len(x) == 0:
+    if data.num_examples == 0 or data.steps_per_epoch == 0:
         raise ValueError(f"{description}: no training examples.")
-    batch_size = min(recipe.batch_size, len(x))
-    steps_per_epoch = num_batches(len(x), batch_size, drop_last=True)
-    total_steps = steps_per_epoch * recipe.epochs
-    stepper = make_ft_step(apply_fn, training_optimizer(recipe, total_steps))
+    total_steps = data.steps_per_epoch * recipe.epochs
+    stepper = make_recipe_step(None, loss_fn, fine_tune(training_optimizer(recipe, total_steps)))
     state = stepper.init(params, model_state)
     step = stepper.step
     place_batch = lambda b: b
@@ -101,28 +98,23 @@ def train_classifier(
     try:
         for epoch in range(start_epoch, recipe.epochs):
             started = time.perf_counter()
-            batches = iterate_batches(
-                x,
-                y,
-                batch_size,
-                seed=seed,
-                epoch=epoch,
-                drop_last=True,
-                augment=recipe.augment,
-                mean=mean,
-                std=std,
-            )
             metrics = None
-            for i, batch in enumerate(batches):
-                key = jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
+            for i, batch in enumerate(data.batches(epoch)):
+                key = jax.random.fold_in(base_key, epoch * data.steps_per_epoch + i)
                 state, metrics = step(state, None, place_batch(batch), key)
             state = jax.block_until_ready(state)
             seconds += time.perf_counter() - started
+            loss = float(metrics["retain_loss"])
+            if not (np.isfinite(loss) and bool(metrics["all_finite"])):
+                raise TrainingDiverged(
+                    f"{description}: training diverged in epoch {epoch + 1} (loss {loss}, weights "
+                    f"{'finite' if bool(metrics['all_finite']) else 'non-finite'}); lower the training learning "
+                    f"rate (train.lr = {recipe.lr:g}, e.g. --train-lr {recipe.lr / 10:g})."
+                )
             if checkpointer is not None:
-                checkpointer.save(epoch + 1, _as_saveable(state), {"epoch": epoch + 1, "seconds": seconds})
+                checkpointer.save(epoch + 1, state._replace(extras=None), {"epoch": epoch + 1, "seconds": seconds})
             bar.update(1)
-            if metrics is not None:
-                bar.set_postfix(loss=f"{float(metrics['retain_loss']):.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}")
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
     finally:
@@ -130,7 +122,3 @@ def train_classifier(
         if checkpointer is not None:
             checkpointer.close()
     return TrainedModel(state.params, state.model_state, seconds, restored=False)
-
-
-def _as_saveable(state: UnlearnState) -> UnlearnState:
-    return state._replace(extras=None)

@@ -1,9 +1,10 @@
-"""Run one unlearning method from the original weights and time it.
+"""Run one method from the original weights over a task's (forget, retain) batch pairs, and time it.
 
-An unlearning run makes ``epochs`` passes over the retain set (batches of ``batch_size``, last partial batch
-dropped so one compiled step serves every batch) while the forget stream is cycled alongside, one forget batch
-per step. The wall time (RTE) covers the whole run, compilation included; the first step's time is also reported
-(``compile_s``) so short runs can be read fairly. Per-step diagnostics (coupling, norms, losses) are kept.
+The step is compiled ahead of time (``compile_s``, reported apart); ``seconds`` is the wall time of the run with
+the compiled step: the method's own preparation (SalUn's saliency) and every step. Diagnostics that a method's
+step does not compute (the coupling κ of the published two-gradient UAM) are measured on a sample of steps by a
+separate function, outside the timed time. A run whose loss or weights become non-finite stops early and is
+marked ``diverged``.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from rosu_jax.data.batching import cycle_batches, iterate_batches, num_batches
+from rosu_jax.core.types import PyTree
+from rosu_jax.methods import ExtrasContext, Method
+from rosu_jax.methods.base import OptimizerSettings
 from rosu_jax.parallel.distributed import batch_placer
-from rosu_jax.parallel.mesh import shard_state, sharded_step
-from rosu_jax.steps.registry import MethodConfig, get_method, method_extras
+from rosu_jax.parallel.mesh import shard_state, sharded_step, state_sharding
+from rosu_jax.steps import make_coupling_probe
 from rosu_jax.steps.state import Stepper
-
-PyTree = Any
+from rosu_jax.tasks.base import UnlearningData
 
 # Per-step metrics kept in the history (when a method reports them).
 HISTORY_KEYS = (
@@ -38,6 +39,10 @@ HISTORY_KEYS = (
     "forget_loss",
     "retain_loss",
 )
+# How many steps a coupling probe samples per run (evenly spaced, the first step included).
+PROBE_SAMPLES = 20
+# How often (in steps) a run checks that its weights are still finite (each check waits for the device).
+FINITE_CHECK_EVERY = 25
 
 
 @dataclasses.dataclass
@@ -48,116 +53,138 @@ class UnlearnResult:
     compile_s: float
     steps: int
     gradient_evaluations: int
-    history: dict[str, np.ndarray]
-    all_finite: bool
+    history: dict[str, list[float]]
+    diverged_at: int | None  # the step after which the weights were found non-finite, or None
+    coupling_source: str  # 'exact (every step)', 'probe (N steps, outside the timed step)' or 'none'
 
 
 class StepperCache:
-    """Build each (method, config, apply_fn, steps) stepper once, and its mesh-sharded step once per mesh, so
-    compiled steps are reused across scenarios and seeds with the same shapes."""
+    """Each (method, settings, steps) stepper built once and each compiled step compiled once, so runs with the
+    same shapes (other seeds, the other scenario of equal size) reuse them."""
 
     def __init__(self):
         self._steppers: dict[tuple, Stepper] = {}
-        self._sharded: dict[tuple, Callable] = {}
+        self._compiled: dict[tuple, Callable] = {}
 
-    def get(self, method: str, config: MethodConfig, apply_fn: Callable, num_classes: int, total_steps: int) -> Stepper:
-        key = (method, config, id(apply_fn), num_classes, total_steps)
+    def stepper(self, method: Method, settings: OptimizerSettings, terms, total_steps: int) -> Stepper:
+        key = (method.name, settings, id(terms["retain"]), total_steps)
         if key not in self._steppers:
-            self._steppers[key] = get_method(method).factory(apply_fn, num_classes, config, total_steps)
+            self._steppers[key] = method.build(terms, settings, total_steps)
         return self._steppers[key]
 
-    def step_fn(self, stepper: Stepper, mesh: Mesh | None, state_template: Any) -> Callable:
-        """The stepper's step, or on a mesh the step jitted with the mesh's in/out shardings."""
-        if mesh is None:
-            return stepper.step
-        key = (id(stepper), mesh)
-        if key not in self._sharded:
-            self._sharded[key] = sharded_step(stepper, mesh, state_template)
-        return self._sharded[key]
+    def compiled(self, stepper: Stepper, mesh: Mesh | None, state, forget_batch, retain_batch, key) -> Callable:
+        """The stepper's step compiled for these argument shapes (on a mesh: with the mesh's shardings)."""
+        args = (state, forget_batch, retain_batch)
+        signature = tuple(
+            (np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in jax.tree.leaves(args)
+        )
+        cache_key = (id(stepper), mesh, jax.tree.structure(args), signature)
+        if cache_key not in self._compiled:
+            jitted = stepper.step if mesh is None else sharded_step(stepper, mesh, state).jitted
+            self._compiled[cache_key] = jitted.lower(state, forget_batch, retain_batch, key).compile()
+        return self._compiled[cache_key]
+
+
+def abstract_state(stepper: Stepper, method: Method, settings, terms, params, model_state, data, mesh):
+    """The ``UnlearnState`` the run will step, as ``ShapeDtypeStruct``s (with the mesh's shardings): what the step
+    is compiled for before any extras (SalUn's saliency) are computed."""
+    context = ExtrasContext(terms, params, model_state, data.forget_batches)
+    extras = None if method.extras is None else jax.eval_shape(lambda: method.extras(context, settings))
+    abstract = jax.eval_shape(lambda e: stepper.init(params, model_state, e), extras)
+    if mesh is None:
+        return abstract
+    return jax.tree.map(
+        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding, weak_type=s.weak_type),
+        abstract,
+        state_sharding(abstract, mesh),
+    )
 
 
 def run_unlearning(
-    method: str,
-    config: MethodConfig,
-    apply_fn: Callable,
-    num_classes: int,
+    method: Method,
+    settings: OptimizerSettings,
+    terms,
     params: PyTree,
     model_state: PyTree,
-    forget: tuple[np.ndarray, np.ndarray],
-    retain: tuple[np.ndarray, np.ndarray],
+    data: UnlearningData,
     *,
-    epochs: int,
-    batch_size: int,
     seed: int,
-    mean: np.ndarray,
-    std: np.ndarray,
     steppers: StepperCache | None = None,
     progress: bool = True,
     mesh: Mesh | None = None,
 ) -> UnlearnResult:
-    """Unlearn ``forget`` from (params, model_state) with ``method``; return the new weights and the run's record.
+    """Unlearn with ``method`` from (params, model_state) for ``data.epochs`` passes; return the weights and record.
 
     With a ``mesh`` the state is placed by ``rosu_jax.parallel.shard_state`` (params replicated or FSDP-sharded),
-    batches are split over the mesh, and the step keeps that layout (``sharded_step``).
+    batches are split over the mesh, and the step keeps that layout.
     """
-    if len(forget[0]) == 0:
-        raise ValueError("the forget set is empty: nothing to unlearn. Check the forget class or fraction.")
-    if len(retain[0]) == 0:
-        raise ValueError("the retain set is empty: every training example would be forgotten.")
-    batch_size = min(batch_size, len(retain[0]))
-    forget_batch_size = min(batch_size, len(forget[0]))
-    steps_per_epoch = num_batches(len(retain[0]), batch_size, drop_last=True)
-    total_steps = steps_per_epoch * epochs
     steppers = steppers or StepperCache()
-    spec = get_method(method)
+    total_steps = data.steps_per_epoch * data.epochs
+    stepper = steppers.stepper(method, settings, terms, total_steps)
+    place = (lambda b: b) if mesh is None else batch_placer(mesh)
+    base_key = jax.random.key(seed)
 
+    # Compile first (timed apart): the state's shapes do not depend on the extras' values.
+    template = abstract_state(stepper, method, settings, terms, params, model_state, data, mesh)
+    example_f, example_r = (place(b) for b in data.example)
     started = time.perf_counter()
-    extras = method_extras(
-        spec,
-        config,
-        apply_fn,
-        params,
-        model_state,
-        lambda: iterate_batches(*forget, forget_batch_size, seed=seed, shuffle=False, mean=mean, std=std),
+    step = steppers.compiled(stepper, mesh, template, example_f, example_r, base_key)
+    compile_s = time.perf_counter() - started
+
+    probe = None
+    if method.coupling == "probe":
+        probe = make_coupling_probe(terms["forget"], terms["retain"])
+        probe_at = set(np.linspace(0, total_steps - 1, min(PROBE_SAMPLES, total_steps)).astype(int).tolist())
+    untimed = 0.0
+    started = time.perf_counter()
+    extras = (
+        None
+        if method.extras is None
+        else method.extras(ExtrasContext(terms, params, model_state, data.forget_batches), settings)
     )
-    stepper = steppers.get(method, config, apply_fn, num_classes, total_steps)
     state = stepper.init(params, model_state, extras)
     if mesh is not None:
         state = shard_state(state, mesh)
-    step = steppers.step_fn(stepper, mesh, state)
-    place_batch = (lambda b: b) if mesh is None else batch_placer(mesh)
-    forget_stream = cycle_batches(*forget, forget_batch_size, seed=seed, mean=mean, std=std)
-    base_key = jax.random.key(seed)
     records: list[dict] = []
-    compile_s = 0.0
-    bar = tqdm(total=total_steps, desc=method, disable=not progress, leave=False)
+    probes: dict[str, list[float]] = {"probe_step": [], "coupling": []}
+    diverged_at = None
+    bar = tqdm(total=total_steps, desc=method.name, disable=not progress, leave=False)
     try:
-        for epoch in range(epochs):
-            for i, retain_batch in enumerate(
-                iterate_batches(*retain, batch_size, seed=seed, epoch=epoch, drop_last=True, mean=mean, std=std)
-            ):
-                key = jax.random.fold_in(base_key, epoch * steps_per_epoch + i)
-                state, metrics = step(state, place_batch(next(forget_stream)), place_batch(retain_batch), key)
-                records.append(
-                    {k: metrics[k] for k in HISTORY_KEYS if k in metrics} | {"finite": metrics["all_finite"]}
-                )
-                if epoch == 0 and i == 0:
-                    jax.block_until_ready(state)
-                    compile_s = time.perf_counter() - started
-                bar.update(1)
+        for i, (forget_batch, retain_batch) in enumerate(data.pairs(data.epochs)):
+            key = jax.random.fold_in(base_key, i)
+            forget_batch, retain_batch = place(forget_batch), place(retain_batch)
+            if probe is not None and i in probe_at:
+                paused = time.perf_counter()
+                result = probe(jax.block_until_ready(state), forget_batch, retain_batch, key)
+                probes["probe_step"].append(i)
+                probes["coupling"].append(float(result["coupling"]))
+                untimed += time.perf_counter() - paused
+            state, metrics = step(state, forget_batch, retain_batch, key)
+            records.append({k: metrics[k] for k in HISTORY_KEYS if k in metrics} | {"finite": metrics["all_finite"]})
+            bar.update(1)
+            if (i + 1) % FINITE_CHECK_EVERY == 0 and not bool(metrics["all_finite"]):
+                diverged_at = i + 1
+                break
         state = jax.block_until_ready(state)
     finally:
         bar.close()
-    seconds = time.perf_counter() - started
-    history = {k: np.asarray([float(r[k]) for r in records]) for k in records[0] if k != "finite"} if records else {}
-    all_finite = bool(all(bool(r["finite"]) for r in records))
+    seconds = time.perf_counter() - started - untimed
+    history = {k: [float(r[k]) for r in records] for k in (records[0] if records else {}) if k != "finite"}
+    if diverged_at is None and records and not all(bool(r["finite"]) for r in records[-FINITE_CHECK_EVERY:]):
+        diverged_at = next(i + 1 for i, r in enumerate(records) if not bool(r["finite"]))
+    if probe is not None:
+        history |= probes
+        source = f"probe ({len(probes['coupling'])} steps, outside the timed step)"
+    else:
+        source = "exact (every step)" if method.coupling == "exact" else "none"
     return UnlearnResult(
         state.params,
         state.model_state,
         seconds,
         compile_s,
-        total_steps,
+        len(records),
         stepper.gradient_evaluations,
         history,
-        all_finite,
+        diverged_at,
+        source,
     )

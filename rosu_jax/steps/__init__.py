@@ -1,42 +1,24 @@
-"""Layer 3: one jitted step per method, (state, forget batch, retain batch, key) -> (state, metrics)."""
+"""Layer 3: generic jitted steps, ``step(state, forget_batch, retain_batch, key) -> (state, metrics)``.
 
-from rosu_jax.steps.baselines import (
-    make_ft_step,
-    make_ga_step,
-    make_l1_sparse_step,
-    make_neggrad_plus_step,
-    make_random_label_step,
-    make_recipe_step,
-    make_scrub_step,
-)
-from rosu_jax.steps.minmax import make_rosu_step, make_uam_step
-from rosu_jax.steps.registry import (
-    METHODS,
-    MethodConfig,
-    MethodSpec,
-    get_method,
-    make_optimizer,
-    method_extras,
-)
+Steps know loss functions ``(params, model_state, batch, key) -> (loss, model_state)``, never images or tokens:
+the one-call min-max step (ROSU, UAM, lagged mode), the gradient-recipe step, the combined-objective step and
+SCRUB's distillation step.
+"""
+
+from rosu_jax.steps.distill import make_distill_step
+from rosu_jax.steps.minmax import make_coupling_probe, make_rosu_step, make_uam_step
+from rosu_jax.steps.objective import make_objective_step
+from rosu_jax.steps.recipe import make_recipe_step
 from rosu_jax.steps.state import LossFn, Stepper, UnlearnState
 
 __all__ = [
-    "METHODS",
     "LossFn",
-    "MethodConfig",
-    "MethodSpec",
     "Stepper",
     "UnlearnState",
-    "get_method",
-    "make_ft_step",
-    "make_ga_step",
-    "make_l1_sparse_step",
-    "make_neggrad_plus_step",
-    "make_optimizer",
-    "make_random_label_step",
+    "make_coupling_probe",
+    "make_distill_step",
+    "make_objective_step",
     "make_recipe_step",
     "make_rosu_step",
-    "make_scrub_step",
     "make_uam_step",
-    "method_extras",
 ]

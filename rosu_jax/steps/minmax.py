@@ -10,9 +10,12 @@ and returns the new state plus the diagnostics of the spec (coupling κ, ‖g_f�
 first-order retain change of UAM and of the step taken, the losses, and on request the measured surrogate
 retain increase L_r(θ+δ) − L_r(θ)).
 
-Model state (BatchNorm running statistics) is taken from the retain forward pass at θ. The forward pass at the
-surrogate point θ + δ and the forget forward pass never update it. In lagged mode there is no retain forward
-at θ, so the model state is left unchanged.
+Model state (BatchNorm running statistics) is taken from the retain forward pass at θ; the forget pass and the
+surrogate pass never update it. In lagged mode (and so in the published two-gradient UAM) no retain *gradient* is
+taken at θ, but a forward-only retain pass at θ still updates the statistics (measured on digits: statistics
+left frozen, or taken from the surrogate point θ + δ, drop UAM's retain accuracy from 99% to ~29%, because
+eval-mode normalisation then no longer matches the moved weights). For a model without such state the pass has
+no output and XLA removes it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rosu_jax.core.perturbation import DEFAULT_EPS
-from rosu_jax.core.tree_math import tree_all_finite
-from rosu_jax.steps.state import LossFn, PyTree, Stepper, UnlearnState
-from rosu_jax.transforms.rosu import DEFAULT_AMPLIFICATION, DEFAULT_RHO, ScalarOrSchedule, rosu
+from rosu_jax.core.perturbation import DEFAULT_EPS, coupling
+from rosu_jax.core.tree_math import tree_all_finite, tree_norm
+from rosu_jax.core.types import PyTree, ScalarOrSchedule
+from rosu_jax.steps.state import LossFn, Stepper, UnlearnState, maybe_jit
+from rosu_jax.transforms.rosu import DEFAULT_AMPLIFICATION, DEFAULT_RHO, rosu
 
 
 def _after(grads: PyTree, batch: PyTree) -> PyTree:
@@ -96,7 +100,12 @@ def make_rosu_step(
 
         forget_loss, forget_grads = jax.value_and_grad(forget_objective)(state.params)
         if lagged:
-            retain_loss, retain_grads, new_model_state = jnp.full((), jnp.nan), None, model_state
+            # No retain gradient at θ; the model state (BatchNorm statistics) still comes from a retain forward
+            # pass at θ: one forward, not a gradient. XLA drops it when the model state does not change.
+            retain_loss, retain_grads = jnp.full((), jnp.nan), None
+            _, new_model_state = retain_loss_fn(
+                state.params, model_state, _after(forget_grads, retain_batch), retain_key
+            )
         else:
             retain_batch_after = _after(forget_grads, retain_batch)
             (retain_loss, new_model_state), retain_grads = jax.value_and_grad(
@@ -110,6 +119,7 @@ def make_rosu_step(
             retain_grads=retain_grads,
             retain_grad_fn=jax.grad(retain_objective),
             retain_loss_fn=retain_objective if measure_surrogate else None,
+            mask=state.mask,
         )
         params = optax.apply_updates(state.params, updates)
         metrics = {
@@ -122,7 +132,7 @@ def make_rosu_step(
         return new_state, metrics
 
     gradient_evaluations = 2 if lagged else 3
-    return Stepper(init=init, step=jax.jit(step) if jit else step, gradient_evaluations=gradient_evaluations)
+    return Stepper(init=init, step=maybe_jit(step, jit), gradient_evaluations=gradient_evaluations)
 
 
 def make_uam_step(
@@ -140,7 +150,8 @@ def make_uam_step(
     """The standard min-max (UAM) step: δ = ρ g_f/‖g_f‖, g̃ = ∇L_r(θ+δ), θ ← θ + λ·δ + outer.update(g̃).
 
     Without ``report_coupling`` a step costs two gradients (as published); κ is then reported against the
-    previous step's surrogate gradient, and the model state is not updated (there is no retain forward at θ).
+    previous step's surrogate gradient (use ``make_coupling_probe`` for the κ at θ outside the step), and the model
+    state comes from a forward-only retain pass at θ.
     With ``report_coupling`` it also takes g_r at θ (three gradients): the exact κ and UAM's first-order retain
     change are reported and the model state is updated from the retain pass at θ, exactly as ROSU's step does.
     """
@@ -156,3 +167,27 @@ def make_uam_step(
         eps=eps,
         jit=jit,
     )
+
+
+def make_coupling_probe(forget_loss_fn: LossFn, retain_loss_fn: LossFn, *, forget_sign: float = 1.0, jit: bool = True):
+    """``probe(state, forget_batch, retain_batch, key) -> {"coupling", "forget_norm", "retain_norm"}`` at θ.
+
+    For steps that do not compute g_r at θ (UAM as published: two gradients), the coupling κ = cos(g_f, g_r) is
+    measured by this separate function, on a sample of steps and outside the timed step, with the same batches
+    and the same key split as the step itself.
+    """
+
+    def probe(state: UnlearnState, forget_batch, retain_batch, key: jax.Array):
+        forget_key, retain_key = jax.random.split(key)
+        model_state = state.model_state
+        forget_grads = jax.grad(lambda p: forget_sign * forget_loss_fn(p, model_state, forget_batch, forget_key)[0])(
+            state.params
+        )
+        retain_grads = jax.grad(lambda p: retain_loss_fn(p, model_state, retain_batch, retain_key)[0])(state.params)
+        return {
+            "coupling": coupling(forget_grads, retain_grads),
+            "forget_norm": tree_norm(forget_grads),
+            "retain_norm": tree_norm(retain_grads),
+        }
+
+    return maybe_jit(probe, jit)

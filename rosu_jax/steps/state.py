@@ -6,20 +6,25 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
-PyTree = Any
+from rosu_jax.core.tree_math import tree_all_finite
+from rosu_jax.core.types import PyTree
+
 Batch = Any
 Metrics = dict[str, jax.Array]
 
 # A loss on one batch: (params, model_state, batch, key) -> (scalar loss, new model_state).
-# model_state holds non-trainable variables such as BatchNorm running statistics (use {} when there are none).
+# model_state holds what is not trained: BatchNorm running statistics, frozen weights of a partly trained model
+# ({} when there is nothing).
 LossFn = Callable[[PyTree, PyTree, Batch, jax.Array], tuple[jax.Array, PyTree]]
 
 
 class UnlearnState(NamedTuple):
-    """params: trainable weights; model_state: e.g. BatchNorm statistics; opt_state: the optimizer's state;
-    step: number of steps taken; extras: method-specific constants (SCRUB's teacher, SalUn's mask), or None."""
+    """params: trainable weights; model_state: e.g. BatchNorm statistics or frozen weights; opt_state: the
+    optimizer's state; step: number of steps taken; extras: method-specific constants (SCRUB's teacher, SalUn's
+    ``{"mask": ...}``), or None."""
 
     params: PyTree
     model_state: PyTree
@@ -27,13 +32,19 @@ class UnlearnState(NamedTuple):
     step: jax.Array
     extras: PyTree = None
 
+    @property
+    def mask(self) -> PyTree | None:
+        """The 0/1 update mask kept in ``extras["mask"]`` (SalUn), or None."""
+        return None if self.extras is None else self.extras.get("mask")
+
 
 # step(state, forget_batch, retain_batch, key) -> (new state, metrics of this step)
 StepFn = Callable[[UnlearnState, Batch, Batch, jax.Array], tuple[UnlearnState, Metrics]]
 
 
 class Stepper(NamedTuple):
-    """What every method's factory returns: ``init(params, model_state) -> UnlearnState`` and a jitted ``step``.
+    """What every method's factory returns: ``init(params, model_state, extras) -> UnlearnState`` and a
+    (jitted) ``step``.
 
     ``gradient_evaluations`` is the number of backward passes one step costs (the fair-comparison unit).
     """
@@ -41,3 +52,24 @@ class Stepper(NamedTuple):
     init: Callable[..., UnlearnState]
     step: StepFn
     gradient_evaluations: int
+
+
+def make_init(optimizer: optax.GradientTransformation) -> Callable[..., UnlearnState]:
+    """``init(params, model_state=None, extras=None)`` for a step driven by ``optimizer``."""
+
+    def init(params: PyTree, model_state: PyTree | None = None, extras: PyTree = None) -> UnlearnState:
+        return UnlearnState(
+            params, {} if model_state is None else model_state, optimizer.init(params), jnp.zeros((), jnp.int32), extras
+        )
+
+    return init
+
+
+def finish(state: UnlearnState, params, model_state, opt_state, metrics: Metrics) -> tuple[UnlearnState, Metrics]:
+    """The next state (step + 1, same extras) and the metrics with ``all_finite`` of the new params."""
+    metrics = dict(metrics, all_finite=tree_all_finite(params))
+    return UnlearnState(params, model_state, opt_state, state.step + 1, state.extras), metrics
+
+
+def maybe_jit(step: StepFn, jit: bool) -> StepFn:
+    return jax.jit(step) if jit else step

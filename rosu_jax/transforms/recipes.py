@@ -22,8 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from rosu_jax.core.tree_math import ACCUMULATION_DTYPE, PyTree, check_same_structure, tree_mul
-
-ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
+from rosu_jax.core.types import ScalarOrSchedule
 
 
 def _combine(

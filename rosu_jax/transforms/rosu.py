@@ -53,8 +53,7 @@ from rosu_jax.core.tree_math import (
     tree_mul,
     tree_zeros_like,
 )
-
-ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
+from rosu_jax.core.types import ScalarOrSchedule
 
 # The default amplification λ and radius ρ, from the project's ablation on digits (benchmarks/ablation_lambda.py,
 # table in benchmarks/results/ablation.md; small CNN, 5 epochs, lr 0.1, one seed): λ = 0 does not forget a class

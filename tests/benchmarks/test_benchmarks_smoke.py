@@ -18,17 +18,29 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 
 REQUIRED_PROJECTION_KEYS = {
-    "benchmark", "case", "layout", "dtype", "n_params", "n_leaves", "projection_median_s", "copy_median_s",
-    "ratio", "spread", "compile_s", "minmax_median_s", "target_met", "copy_verified", "jax", "device_kind",
+    "benchmark",
+    "case",
+    "layout",
+    "dtype",
+    "n_params",
+    "n_leaves",
+    "projection_median_s",
+    "copy_median_s",
+    "ratio",
+    "spread",
+    "compile_s",
+    "minmax_median_s",
+    "target_met",
+    "copy_verified",
+    "jax",
+    "device_kind",
 }
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

@@ -40,13 +40,27 @@ def test_step_cost_quick(tmp_path: Path) -> None:
         assert recs[case]["median_s"] > 0
     assert recs["small_cnn/digits/ROSU"]["gradient_evaluations"] == 3
     ratios = recs["small_cnn/digits/ratios"]
-    assert {"rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft", "projection_share", "met", "targets",
-            "shared_forward"} <= ratios.keys()
+    assert {
+        "rosu_over_uam",
+        "rosu_lagged_over_uam",
+        "rosu_over_ft",
+        "projection_share",
+        "met",
+        "targets",
+        "shared_forward",
+    } <= ratios.keys()
     assert ratios["shared_forward"] is False
     assert isinstance(ratios["met"]["rosu_over_uam"], bool) and ratios["met"]["rosu_lagged_over_uam"] is None
     mem = [r for r in _records(out) if r["benchmark"] == "step_memory" and r["method"] == "ROSU"][0]
-    assert {"temp_bytes", "argument_bytes", "output_bytes", "alias_bytes", "peak_bytes",
-            "extra_peak_bytes_over_uam", "param_bytes"} <= mem.keys()
+    assert {
+        "temp_bytes",
+        "argument_bytes",
+        "output_bytes",
+        "alias_bytes",
+        "peak_bytes",
+        "extra_peak_bytes_over_uam",
+        "param_bytes",
+    } <= mem.keys()
 
     _run([str(BENCH / "step_report.py"), "--results", str(out.parent)])
     text = (out.parent / "STEPS.md").read_text()

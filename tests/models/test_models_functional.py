@@ -71,9 +71,7 @@ def test_grad_structure_matches_params():
     grads = jax.jit(jax.grad(lambda p: jnp.mean(apply_fn(p, state, x, train=True)[0] ** 2)))(params)
     assert type(grads) is dict
     assert jax.tree.structure(grads) == jax.tree.structure(params)
-    assert all(
-        g.shape == p.shape for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params), strict=True)
-    )
+    assert all(g.shape == p.shape for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params), strict=True))
     assert any(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads))
 
 

@@ -30,7 +30,5 @@ def test_bf16_forward_train(resnet_bf16):
 
 def test_bf16_eval_shape(resnet_bf16):
     apply_fn, params, state = resnet_bf16
-    out = jax.eval_shape(
-        lambda p, s, x: apply_fn(p, s, x, train=False), params, state, jnp.ones((4, 32, 32, 3))
-    )
+    out = jax.eval_shape(lambda p, s, x: apply_fn(p, s, x, train=False), params, state, jnp.ones((4, 32, 32, 3)))
     assert out[0].shape == (4, 10) and out[0].dtype == jnp.float32

@@ -40,9 +40,7 @@ def test_sgd_reduces_loss():
     apply_fn, params, state = build_model("small_cnn", 4, 1, widths=(8, 16), hidden=32)
     rng = np.random.default_rng(0)
     y = jnp.asarray(np.arange(32) % 4)
-    x = jnp.asarray(
-        (np.arange(32) % 4)[:, None, None, None] * 0.5 + rng.normal(size=(32, 8, 8, 1)), jnp.float32
-    )
+    x = jnp.asarray((np.arange(32) % 4)[:, None, None, None] * 0.5 + rng.normal(size=(32, 8, 8, 1)), jnp.float32)
     opt = optax.sgd(0.1, momentum=0.9)
     opt_state = opt.init(params)
 

@@ -5,15 +5,16 @@ import jax
 import numpy as np
 import pytest
 
-from rosu_jax.data import cycle_batches, dataset_stats, iterate_batches, load_digits, make_split
+from rosu_jax.methods import get_method
 from rosu_jax.models import build_model
 from rosu_jax.parallel import make_mesh, shard_batch, shard_state, sharded_step, state_sharding
-from rosu_jax.steps.registry import MethodConfig, get_method
+from rosu_jax.tasks.vision.data import cycle_batches, dataset_stats, iterate_batches, load_digits, make_split
+from rosu_jax.tasks.vision.losses import loss_terms
 
 NUM_STEPS = 4
 BATCH_SIZE = 32
 MIN_SIZE = 256  # small enough that the conv1 / fc1 / fc2 kernels of the tiny CNN are split over 'fsdp'
-CONFIG = MethodConfig(lr=0.05)
+LR = 0.05
 # Compiling the steps dominates these tests on CPU; XLA's backend optimisation level 0 roughly halves it. The
 # single-device reference and the sharded steps are compiled with the same options.
 JIT_OPTIONS = {"compiler_options": {"xla_backend_optimization_level": 0}}
@@ -43,8 +44,9 @@ class Trajectories:
         self.apply_fn, self.params, self.model_state, self.batches = problem
         self._cache = {}
 
-    def stepper(self, method, *, jit):
-        return get_method(method).factory(self.apply_fn, 10, CONFIG, 10, jit=jit)
+    def stepper(self, method):
+        m = get_method(method)
+        return m.build(loss_terms(self.apply_fn, 10), m.configure({"lr": LR}), 10)
 
     def keys(self):
         return [jax.random.fold_in(jax.random.key(0), i) for i in range(NUM_STEPS)]
@@ -52,7 +54,7 @@ class Trajectories:
     def reference(self, method):
         """The registry's step, jitted on the default device: (states, metrics) per step."""
         if (method, None) not in self._cache:
-            stepper = self.stepper(method, jit=False)
+            stepper = self.stepper(method)
             step = jax.jit(stepper.step, **JIT_OPTIONS)
             state, states, metrics = stepper.init(self.params, self.model_state), [], []
             for (forget, retain), key in zip(self.batches, self.keys(), strict=True):
@@ -63,13 +65,11 @@ class Trajectories:
         return self._cache[method, None]
 
     def sharded(self, method, spec):
-        """(states, metrics, expected state shardings) through ``sharded_step`` on ``make_mesh(spec)``.
-
-        NegGrad+ uses the registry's jitted step (jit=True, re-jitted), the others jit=False.
-        """
+        """(states, metrics, expected state shardings) through ``sharded_step`` on ``make_mesh(spec)`` (the
+        registry's jitted step is re-jitted with the mesh's shardings)."""
         if (method, spec) not in self._cache:
             mesh = make_mesh(spec)
-            stepper = self.stepper(method, jit=method == "NegGrad+")
+            stepper = self.stepper(method)
             state = shard_state(stepper.init(self.params, self.model_state), mesh, min_size=MIN_SIZE)
             expected = state_sharding(state, mesh, min_size=MIN_SIZE)
             step = sharded_step(stepper, mesh, state, min_size=MIN_SIZE, **JIT_OPTIONS)

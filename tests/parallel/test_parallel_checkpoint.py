@@ -25,7 +25,7 @@ def saved(trajectories, tmp_path_factory):
 
 
 def fresh_template(trajectories):
-    stepper = trajectories.stepper("ROSU", jit=False)
+    stepper = trajectories.stepper("ROSU")
     return stepper.init(trajectories.params, trajectories.model_state)
 
 

@@ -123,13 +123,14 @@ def resnet_like_shapes():
     c_in = 64
     for stage, width in enumerate((64, 128, 256, 512)):
         shapes[f"stage{stage}"] = {
-            "conv1": (3, 3, c_in, width), "conv2": (3, 3, width, width), "bn": (width,),
+            "conv1": (3, 3, c_in, width),
+            "conv2": (3, 3, width, width),
+            "bn": (width,),
             **({"shortcut": (1, 1, c_in, width)} if c_in != width else {}),
         }
         c_in = width
     shapes["head"] = {"kernel": (512, 10), "bias": (10,)}
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), shapes,
-                        is_leaf=lambda x: isinstance(x, tuple))
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), shapes, is_leaf=lambda x: isinstance(x, tuple))
 
 
 def test_param_sharding_rule_on_resnet_shapes():
@@ -178,13 +179,20 @@ def test_param_sharding_applies_to_optimizer_state_by_shape():
     trace = shardings[1][0].trace
     assert trace["w"].spec == P("fsdp") and trace["b"].spec == P()
 
-    state = UnlearnState(params, {"bn": {"mean": jnp.zeros((64, 32))}}, opt_state, jnp.zeros((), jnp.int32),
-                         {"mask": {"w": jnp.ones((64, 32)), "b": jnp.ones((32,))}})
+    model_state = {"bn": {"mean": jnp.zeros((32,))}, "frozen": {"w": jnp.zeros((64, 32))}}
+    state = UnlearnState(
+        params,
+        model_state,
+        opt_state,
+        jnp.zeros((), jnp.int32),
+        {"mask": {"w": jnp.ones((64, 32)), "b": jnp.ones((32,))}},
+    )
     placed = shard_state(state, mesh, min_size=256)
     assert placed.params["w"].sharding == NamedSharding(mesh, P("fsdp"))
     assert placed.opt_state[1][0].trace["w"].sharding == NamedSharding(mesh, P("fsdp"))
     assert placed.extras["mask"]["w"].sharding == NamedSharding(mesh, P("fsdp"))
-    assert placed.model_state["bn"]["mean"].sharding.is_fully_replicated  # statistics: always replicated
+    assert placed.model_state["bn"]["mean"].sharding.is_fully_replicated  # small statistics: replicated
+    assert placed.model_state["frozen"]["w"].sharding == NamedSharding(mesh, P("fsdp"))  # frozen weights: like params
     assert placed.step.sharding.is_fully_replicated
     assert {s.data.shape for s in placed.params["w"].addressable_shards} == {(8, 32)}
     expected = state_sharding(state, mesh, min_size=256)

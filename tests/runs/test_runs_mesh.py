@@ -5,18 +5,25 @@ import json
 import numpy as np
 import pytest
 
-from rosu_jax.runs import cli, pipeline
-from rosu_jax.runs.config import RunConfig, TrainRecipe
-from rosu_jax.steps import MethodConfig
+from rosu_jax import cli
+from rosu_jax.runs import pipeline
+from rosu_jax.runs.config import RunConfig
+from rosu_jax.tasks.base import TrainingRecipe
+from rosu_jax.tasks.vision import VisionConfig
 
 CONFIG = RunConfig(
-    model_kwargs=(("widths", (8, 16)), ("hidden", 32)),
-    scenarios=("classwise",),
+    task=VisionConfig(
+        model_kwargs=(("widths", (8, 16)), ("hidden", 32)),
+        scenarios=("classwise",),
+        train=TrainingRecipe(epochs=4, batch_size=64),
+        unlearn_epochs=1,
+    ),
     methods=("NegGrad+", "UAM", "ROSU"),
-    train=TrainRecipe(epochs=4, batch_size=64),
-    unlearn_epochs=1,
-    method_configs=(("ROSU", MethodConfig(lr=0.05)), ("UAM", MethodConfig(lr=0.05))),
+    overrides={"ROSU": {"lr": 0.05}, "UAM": {"lr": 0.05}},
 )
+# Float reassociation in the cross-device sums (~1e-7) is amplified step after step (a 20-step run ends with
+# |Δκ| up to ~1e-3): the early steps must agree closely, the rows to a fraction of a point.
+EARLY_STEPS = 8
 
 
 @pytest.mark.parametrize("mesh", ["data=8", "data=2,fsdp=4"])
@@ -27,9 +34,11 @@ def test_rows_on_a_mesh_match_one_device(tmp_path, mesh):
     for a, b in zip(single.rows, sharded.rows, strict=True):
         for key in ("UA", "RA", "TA"):
             assert abs(a[key] - b[key]) <= 0.2, (a["method"], key, a[key], b[key])
-    kappa_one = np.asarray(single.histories["classwise/0/ROSU/lr=0.05 ρ=0.5 λ=0.05"]["coupling"])
-    kappa_mesh = np.asarray(sharded.histories["classwise/0/ROSU/lr=0.05 ρ=0.5 λ=0.05"]["coupling"])
-    np.testing.assert_allclose(kappa_mesh, kappa_one, atol=1e-3)
+    key = "classwise/0/ROSU/lr=0.05 ρ=0.5 λ=0.05"
+    kappa_one = np.asarray(single.histories[key]["coupling"])
+    kappa_mesh = np.asarray(sharded.histories[key]["coupling"])
+    assert len(kappa_one) == len(kappa_mesh) > EARLY_STEPS
+    np.testing.assert_allclose(kappa_mesh[:EARLY_STEPS], kappa_one[:EARLY_STEPS], atol=1e-4)
 
 
 def test_cli_mesh_option_and_bad_mesh(tmp_path, capsys, monkeypatch):
@@ -43,26 +52,24 @@ def test_cli_mesh_option_and_bad_mesh(tmp_path, capsys, monkeypatch):
         real = module.sharded_step
         monkeypatch.setattr(module, "sharded_step", lambda *a, _real=real, **k: sharded.append(1) or _real(*a, **k))
     out = tmp_path / "out"
-    code = cli.main(
-        [
-            "--mesh",
-            "data=8",
-            "--methods",
-            "ROSU",
-            "--scenario",
-            "random",
-            "--epochs",
-            "2",
-            "--unlearn-epochs",
-            "1",
-            "--out",
-            str(out),
-            "--work-dir",
-            str(tmp_path),
-            "--no-progress",
-        ]
-    )
-    assert code == 0
-    rows = json.loads((out / "results.json").read_text())
+    argv = [
+        "--mesh",
+        "data=8",
+        "--methods",
+        "ROSU",
+        "--scenario",
+        "random",
+        "--epochs",
+        "2",
+        "--unlearn-epochs",
+        "1",
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert cli.main(argv) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"Retrain", "Original", "ROSU"}
     assert len(sharded) == 3  # original, Retrain and the unlearning run all stepped on the mesh

@@ -6,49 +6,45 @@ import jax
 import numpy as np
 import pytest
 
-from rosu_jax.data import dataset_stats, load_digits
-from rosu_jax.models import build_model
-from rosu_jax.runs import cli, pipeline
-from rosu_jax.runs.config import RunConfig, TrainRecipe
-from rosu_jax.runs.train import train_classifier
-from rosu_jax.steps import MethodConfig
+from rosu_jax import cli
+from rosu_jax.runs import pipeline
+from rosu_jax.runs.config import RunConfig
+from rosu_jax.runs.train import train_model
+from rosu_jax.tasks.base import TrainingRecipe
+from rosu_jax.tasks.vision import VisionConfig, VisionTask
 
 SMALL = (("widths", (8, 16)), ("hidden", 32))
-REQUIRED_KEYS = {"dataset", "scenario", "method", "seed", "UA", "RA", "TA", "MIA", "avg_gap", "seconds"}
+REQUIRED_KEYS = {"dataset", "scenario", "method", "seed", "UA", "RA", "TA", "MIA", "avg_gap", "seconds", "status"}
 
 
-def small_config(**changes):
-    config = RunConfig(
-        model_kwargs=SMALL,
-        methods=("FT", "ROSU"),
-        train=TrainRecipe(epochs=6, batch_size=64),
-        unlearn_epochs=1,
-        method_configs=(("ROSU", MethodConfig(lr=0.01)), ("FT", MethodConfig(lr=0.05))),
+def small_config(methods=("FT", "ROSU"), **task_changes):
+    task = VisionConfig(
+        model_kwargs=SMALL, train=TrainingRecipe(epochs=6, batch_size=64), unlearn_epochs=1, **task_changes
     )
-    return config.replace(**changes)
+    return RunConfig(task=task, methods=methods, overrides={"ROSU": {"lr": 0.01}, "FT": {"lr": 0.05}})
 
 
 def test_cli_writes_json_markdown_and_plots(tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(
-        [
-            "--methods",
-            "FT,UAM,ROSU",
-            "--epochs",
-            "6",
-            "--unlearn-epochs",
-            "1",
-            "--out",
-            str(out),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--no-progress",
-        ]
-    )
-    assert code == 0
+    argv = [
+        "--methods",
+        "FT,UAM,ROSU",
+        "--epochs",
+        "6",
+        "--unlearn-epochs",
+        "1",
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--no-progress",
+    ]
+    assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "digits — classwise forgetting" in printed and "digits — random forgetting" in printed
-    rows = json.loads((out / "results.json").read_text())
+    assert "digits — classwise" in printed and "digits — random" in printed
+    assert "One seed: this table cannot rank methods" in printed
+    document = json.loads((out / "results.json").read_text())
+    rows = document["rows"]
     assert all(REQUIRED_KEYS <= set(row) for row in rows)
     methods = {(r["scenario"], r["method"]) for r in rows}
     for scenario in ("classwise", "random"):
@@ -58,6 +54,10 @@ def test_cli_writes_json_markdown_and_plots(tmp_path, capsys):
             assert isinstance(row[key], float) and np.isfinite(row[key])
     retrain_classwise = next(r for r in rows if r["method"] == "Retrain" and r["scenario"] == "classwise")
     assert retrain_classwise["UA"] == 100.0 and retrain_classwise["MIA"] >= 95.0
+    rosu = next(r for r in rows if r["method"] == "ROSU")
+    assert rosu["variant"] == "lr=0.1 ρ=0.5 λ=0.05" and rosu["rho"] == 0.5 and rosu["amplification"] == 0.05
+    uam = next(r for r in rows if r["method"] == "UAM")
+    assert uam["gradient_evaluations"] == 2 and uam["coupling_source"].startswith("probe")
     assert (out / "results.md").read_text().count("| Method |") == 2
     for png in ("metrics.png", "coupling.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -78,19 +78,20 @@ def test_retrain_checkpoint_is_reused_and_rows_are_cached(tmp_path, monkeypatch)
     second = pipeline.run_pipeline(config, work_dir=tmp_path, progress=False, log=messages.append)
     assert any("Retrain" in m and "restored" in m for m in messages)
     assert any("original" in m and "restored" in m for m in messages)
+    assert any("ROSU" in m and "restored row" in m and "same data" in m for m in messages)
     assert calls == []  # finished method rows come from disk
     strip = lambda rows: [{k: v for k, v in r.items() if k != "rte_ratio"} for r in rows]
     assert strip(second.rows) == strip(first.rows)
 
 
 def test_a_run_killed_midway_resumes_to_the_same_rows(tmp_path, monkeypatch):
-    config = small_config(scenarios=("random",), methods=("FT", "ROSU", "NegGrad+"))
+    config = small_config(methods=("FT", "ROSU", "NegGrad+"), scenarios=("random",))
     reference = pipeline.run_pipeline(config, work_dir=tmp_path / "clean", progress=False)
 
     real_run = pipeline.run_unlearning
 
     def dies_on_rosu(method, *args, **kwargs):
-        if method == "ROSU":
+        if method.name == "ROSU":
             raise KeyboardInterrupt("killed")
         return real_run(method, *args, **kwargs)
 
@@ -104,35 +105,33 @@ def test_a_run_killed_midway_resumes_to_the_same_rows(tmp_path, monkeypatch):
 
 
 def test_training_interrupted_resumes_at_last_epoch_with_identical_weights(tmp_path):
-    data = load_digits(seed=0)
-    mean, std = dataset_stats(data.x_train)
-    apply_fn, params, state = build_model("small_cnn", 10, 1, seed=0, widths=(8, 16), hidden=32)
-    recipe = TrainRecipe(epochs=4, batch_size=64)
-    args = (apply_fn, params, state, data.x_train, data.y_train, recipe)
-    kwargs = dict(seed=0, mean=mean, std=std, progress=False)
-    uninterrupted = train_classifier(*args, checkpoint_dir=tmp_path / "a", **kwargs)
+    task = VisionTask(VisionConfig(model_kwargs=SMALL, train=TrainingRecipe(epochs=4, batch_size=64)))
+    data = task.load()
+    params, state = task.init_model(0)
+    args = (task.loss_terms()["retain"], params, state, task.training_data(data, 0), task.training_recipe())
+    uninterrupted = train_model(*args, seed=0, checkpoint_dir=tmp_path / "a", progress=False)
 
     def kill_after_two(epoch):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(*args, checkpoint_dir=tmp_path / "b", on_epoch_end=kill_after_two, **kwargs)
-    resumed = train_classifier(*args, checkpoint_dir=tmp_path / "b", **kwargs)
+        train_model(*args, seed=0, checkpoint_dir=tmp_path / "b", on_epoch_end=kill_after_two, progress=False)
+    resumed = train_model(*args, seed=0, checkpoint_dir=tmp_path / "b", progress=False)
     assert not resumed.restored
     for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(uninterrupted.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    again = train_classifier(*args, checkpoint_dir=tmp_path / "b", **kwargs)
+    again = train_model(*args, seed=0, checkpoint_dir=tmp_path / "b", progress=False)
     assert again.restored
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--forget-class", "12", "--scenario", "classwise"], "class 12"),
+        (["--forget-class", "12", "--scenario", "classwise"], "--forget-class 12"),
         (["--methods", "FT,Magic"], "unknown method"),
-        (["--forget-fraction", "1.5", "--scenario", "random"], "fraction"),
-        (["--dataset", "folder"], "data"),
+        (["--forget-fraction", "1.5", "--scenario", "random"], "forget_fraction"),
+        (["--dataset", "folder"], "--data-dir"),
         (["--dataset", "tiny_imagenet", "--data-dir", "/nonexistent/tiny"], "nonexistent"),
     ],
 )

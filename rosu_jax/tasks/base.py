@@ -1,0 +1,201 @@
+"""What a task is: the interface between the generic pipeline (``rosu_jax.runs``) and one kind of unlearning.
+
+A task owns its data, its model boundary, its loss terms and its metrics. The pipeline asks it, in order:
+
+    task.validate()                               cheap checks of the settings, before any work
+    data = task.load()                            the data, with a content fingerprint
+    params, model_state = task.init_model(seed)   the model to train (or a loaded checkpoint)
+    task.training_data(data, None | setting, seed)  what the original model / the reference model learn from
+    setting = task.setting(data, scenario, seed)  one forget request: forget set, retain set, evaluation sets
+    task.unlearning_data(setting, seed, ...)      (forget batch, retain batch) pairs for the unlearning steps
+    task.loss_terms()                             named loss functions the methods combine (see below)
+    task.evaluate(...), task.compare(...)         metrics of a model, and against the reference model
+
+Loss terms are ``(params, model_state, batch, key) -> (loss, new_model_state)`` unless said. Names a method may
+require (``rosu_jax.methods``):
+
+  forget      the quantity whose *increase* is forgetting (mean cross-entropy / NLL on the forget batch)
+  retain      the loss to keep low on the retain batch (carries model state such as BatchNorm statistics)
+  relabel     the loss of forget inputs towards substitute targets (random wrong labels; refusals for IdK)
+  outputs, divergence, supervised   a distillation view (SCRUB): ``outputs(params, model_state, batch, *, train)
+              -> (outputs, model_state)``, ``divergence(teacher_out, student_out)``, ``supervised(outputs, batch)``
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+from rosu_jax.core.types import PyTree
+
+Batch = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A metric column of the results table: ``key`` in the rows, ``header`` shown, the better direction
+    ('higher', 'lower', or 'reference' = closest to the reference model), and a one-line meaning."""
+
+    key: str
+    header: str
+    better: str
+    meaning: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecipe:
+    """How the original and the reference models are trained (the same recipe for both)."""
+
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    augment: bool = False
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"train.epochs and train.batch_size must be >= 1, got {self.epochs}, {self.batch_size}.")
+        if not (self.lr > 0 and self.lr < float("inf")):
+            raise ValueError(f"train.lr must be a finite number > 0, got {self.lr!r}.")
+        if not 0 <= self.weight_decay < float("inf") or not 0 <= self.momentum < float("inf"):
+            raise ValueError("train.weight_decay and train.momentum must be finite and >= 0.")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What a model is trained on: ``batches(epoch)`` yields the batches of one epoch (a pure function of the
+    seed and the epoch, so a resumed run sees the same batches), ``steps_per_epoch`` of them."""
+
+    steps_per_epoch: int
+    batches: Callable[[int], Iterator[Batch]]
+    num_examples: int
+
+
+@dataclasses.dataclass
+class UnlearningData:
+    """What one unlearning run steps through: ``pairs(epochs)`` yields ``(forget_batch, retain_batch)`` for every
+    step of ``epochs`` passes over the retain set (the forget set is cycled alongside); ``forget_batches()`` is one
+    ordered pass over the forget set (SalUn's saliency); ``example`` is one pair, for shapes."""
+
+    steps_per_epoch: int
+    epochs: int
+    pairs: Callable[[int], Iterator[tuple[Batch, Batch]]]
+    forget_batches: Callable[[], Iterator[Batch]]
+    example: tuple[Batch, Batch]
+
+
+@dataclasses.dataclass
+class Setting:
+    """One forget request of one seed: ``scenario``, the task's split, ``key`` (only the settings that apply to this
+    scenario: they name cached results), ``describe`` (a short text for progress bars) and ``reference_training``:
+    what the reference model (Retrain) learns from, or None when the task has no reference model."""
+
+    scenario: str
+    seed: int
+    key: dict
+    split: Any
+    reference_training: TrainingData | None
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """``metrics``: the row's numbers (JSON-able, NaN-free floats or None); ``details``: what ``compare`` needs
+    beyond them (e.g. per-item truth ratios), never written out."""
+
+    metrics: dict[str, float | None]
+    details: Any = None
+
+
+class Task(abc.ABC):
+    """One kind of unlearning (see the module docstring for the order of calls)."""
+
+    name: ClassVar[str]
+    columns: ClassVar[tuple[Column, ...]]
+    summary: ClassVar[str | None]  # the column key that ranks methods (lower is better), or None
+    reference_row: ClassVar[str | None] = "Retrain"  # the model trained without the forget set
+    group_keys: ClassVar[tuple[str, ...]] = ("scenario",)  # row fields that make one table
+    provides: ClassVar[frozenset[str]]  # loss-term names of loss_terms()
+
+    def __init__(self, config):
+        self.config = config
+
+    # -- before any work -------------------------------------------------------------------------------------
+    def choices(self) -> list[str]:
+        """Lines saying what the task chose where the user left something open (printed at the start)."""
+        return []
+
+    @abc.abstractmethod
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad setting and the fix; must take seconds, not minutes."""
+
+    # -- data and models ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def load(self) -> Any:
+        """The task's data; ``data.fingerprint`` is a content hash (it keys every cached result)."""
+
+    @abc.abstractmethod
+    def scenarios(self) -> tuple[str, ...]: ...
+
+    @abc.abstractmethod
+    def setting(self, data: Any, scenario: str, seed: int) -> Setting: ...
+
+    @abc.abstractmethod
+    def init_model(self, seed: int) -> tuple[PyTree, PyTree]:
+        """``(params, model_state)`` of a fresh model for ``seed``."""
+
+    @abc.abstractmethod
+    def model_key(self) -> dict:
+        """Everything about the model and its training that changes the trained weights (keys checkpoints)."""
+
+    @abc.abstractmethod
+    def training_recipe(self) -> TrainingRecipe: ...
+
+    @abc.abstractmethod
+    def training_data(self, data: Any, seed: int) -> TrainingData:
+        """What the original model learns from."""
+
+    @abc.abstractmethod
+    def unlearning_data(self, setting: Setting, seed: int) -> UnlearningData: ...
+
+    @abc.abstractmethod
+    def unlearning_key(self) -> dict:
+        """The settings of an unlearning run that are not the method's (epochs, batch size): they key rows."""
+
+    @abc.abstractmethod
+    def loss_terms(self) -> dict[str, Callable]: ...
+
+    # -- metrics ------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def evaluate(self, params: PyTree, model_state: PyTree, setting: Setting) -> Evaluation: ...
+
+    def compare(self, evaluation: Evaluation, reference: Evaluation | None) -> dict[str, float | None]:
+        """Numbers that need the reference model's evaluation (e.g. Avg.Gap); {} by default."""
+        return {}
+
+    def method_defaults(self) -> dict[str, dict[str, Any]]:
+        """Per-method hyperparameters this task (or its dataset) sets, ``{"*": {...}, "ROSU": {...}}``."""
+        return {}
+
+    @property
+    def default_methods(self) -> tuple[str, ...] | None:
+        """The methods run when none are named (None: every method whose loss terms this task provides)."""
+        return None
+
+    def row_fields(self) -> dict[str, Any]:
+        """Fields every row of this task carries (e.g. dataset and model)."""
+        return {}
+
+
+def replace_fields(config, changes: dict, what: str):
+    """``dataclasses.replace`` that names an unknown field and lists the known ones (for ``--set``)."""
+    known = [f.name for f in dataclasses.fields(config)]
+    unknown = [k for k in changes if k not in known]
+    if unknown:
+        raise ValueError(f"--set {what}.{unknown[0]}: no such setting; {what} settings are {', '.join(known)}.")
+    return dataclasses.replace(config, **changes)
