@@ -54,7 +54,7 @@ def enable_compilation_cache() -> None:
     """XLA's persistent compilation cache under the cache root (a second run skips most compilation)."""
     import jax
 
-    from rosu_jax.runs.cache import cache_root
+    from rosu_jax.core.paths import cache_root
 
     jax.config.update("jax_compilation_cache_dir", os.fspath(Path(cache_root()) / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)

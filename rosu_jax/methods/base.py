@@ -20,6 +20,9 @@ from rosu_jax.transforms.optimizers import OPTIMIZERS, make_optimizer
 from rosu_jax.transforms.schedules import SCHEDULES
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def hyper(
     default: Any,
     meaning: str,
@@ -86,8 +89,8 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{field.name} must be a number, got {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{field.name} must be a finite number, got {value!r}.")
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:  # computed in float32: 1e300 would be inf
+        raise ValueError(f"{field.name} must be a finite number (within float32's range), got {value!r}.")
     low = meta.get("low")
     if low is not None and (value < low or (meta.get("low_open") and value == low)):
         raise ValueError(f"{field.name} must be {'>' if meta.get('low_open') else '>='} {low}, got {value!r}.")

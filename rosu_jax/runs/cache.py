@@ -15,14 +15,7 @@ import warnings
 from pathlib import Path
 
 import rosu_jax
-
-CACHE_ENV = "ROSU_JAX_CACHE"
-
-
-def cache_root() -> Path:
-    """$ROSU_JAX_CACHE if set, else ~/.cache/rosu_jax (decoded datasets, the XLA cache, runs)."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rosu_jax"
+from rosu_jax.core.paths import cache_root
 
 
 def default_work_dir() -> Path:
@@ -33,13 +26,17 @@ def default_work_dir() -> Path:
 @functools.cache
 def code_fingerprint() -> str:
     """``<version>-<hash of every source and data file of the package>``: changing the library changes it."""
-    root = Path(rosu_jax.__file__).parent
+    return f"{rosu_jax.__version__}-{source_hash(Path(rosu_jax.__file__).parent)}"
+
+
+def source_hash(root: Path) -> str:
+    """A hash of the names and contents of the .py/.json/.jsonl/.yaml files under ``root``."""
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.suffix in (".py", ".json", ".jsonl", ".yaml") and "__pycache__" not in path.parts:
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())
-    return f"{rosu_jax.__version__}-{h.hexdigest()[:12]}"
+    return h.hexdigest()[:12]
 
 
 class RowCache:

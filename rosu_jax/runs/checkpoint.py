@@ -52,7 +52,7 @@ class Checkpointer:
 
     def restore(self, template: PyTree, step: int | None = None) -> tuple[PyTree, dict]:
         """Restore ``step`` (default: the newest intact one) into the structure, dtypes and shardings of
-        ``template``. A damaged newest checkpoint is reported and skipped for the one before it."""
+        ``template``. A damaged newest checkpoint is reported, removed and skipped for the one before it."""
         steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
         if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}.")
@@ -67,9 +67,11 @@ class Checkpointer:
                 )
             except Exception as err:  # orbax raises many kinds (ValueError, OSError, tensorstore errors)
                 errors.append(f"step {candidate}: {type(err).__name__}: {str(err)[:200]}")
-                warnings.warn(
-                    f"checkpoint {self.directory}/{candidate} is damaged and was skipped ({errors[-1]})", stacklevel=2
-                )
+                if step is None:  # removed, so that training can save that step again
+                    warnings.warn(
+                        f"checkpoint {self.directory}/{candidate} is damaged; removed ({errors[-1]})", stacklevel=2
+                    )
+                    self._manager.delete(candidate)
                 continue
             return restored.state, dict(restored.meta or {})
         raise ValueError(

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from rosu_jax.methods import get_method
-from rosu_jax.methods.base import OptimizerSettings
+from rosu_jax.methods.base import FLOAT32_MAX, OptimizerSettings
 
 ALL_METHODS = "*"
 
@@ -54,8 +54,10 @@ class RunConfig:
             if not values:
                 raise ValueError(f"the grid of {target} is empty.")
             for value in values:
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ValueError(f"--{target.split('.')[-1].replace('_', '-')}-grid: {value!r} is not finite.")
+                if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+                    raise ValueError(
+                        f"--{target.split('.')[-1].replace('_', '-')}-grid: {value!r} is not a finite float32 number."
+                    )
 
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)

@@ -68,6 +68,14 @@ def plan(config: RunConfig, task: Task) -> list:
                 f"method {name} needs the loss term(s) {', '.join(sorted(missing))}, which the {task.name} task does "
                 f"not provide; methods for this task: {', '.join(methods_for(task.provides))}."
             )
+    for target in config.grids:
+        method, _, field = target.rpartition(".")
+        owners = [n for n in names if (not method or n == method) and field in get_method(n).grid_fields()]
+        if not owners:
+            raise ValueError(
+                f"grid {target}: no selected method has a grid-able hyperparameter {field!r}; "
+                f"grid-able: {', '.join(sorted({f for n in names for f in get_method(n).grid_fields()}))}."
+            )
     return method_variants(config, tuple(names), task.method_defaults())
 
 

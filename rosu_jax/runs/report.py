@@ -240,6 +240,19 @@ def write_report(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write_all(tmp, rows, histories, spec, config, extra, plots)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return sorted(p for p in out.iterdir() if not p.name.startswith("."))
+
+
+def _write_all(tmp: Path, rows, histories, spec, config, extra, plots) -> None:
     comps = {
         " — ".join(str(g) for g in group): comparisons(entries, spec) for group, entries in tables(rows, spec).items()
     }
@@ -256,11 +269,6 @@ def write_report(
     plot_coupling(histories, tmp / "coupling.png")
     for plot in plots:
         plot(rows, histories, tmp)
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return sorted(p for p in out.iterdir() if not p.name.startswith("."))
 
 
 def _pyplot():

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="small_cnn or resnet18 (default: small_cnn for digits, else resnet18, as the protocol)",
     )
     g.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute dtype of the model (params stay float32)")
+    g.add_argument(
+        "--skip-bad-images", action="store_true", help="leave out image files that do not decode (default: fail)"
+    )
     g.add_argument("--train-per-class", type=int, help="keep at most N training images per class (CPU budgets)")
     g.add_argument("--scenario", choices=[*SCENARIOS, "both"], help="forgetting scenario (default both)")
     g.add_argument("--forget-class", type=int, help="class forgotten in class-wise forgetting (default 0)")
@@ -60,6 +63,8 @@ def build_config(args: argparse.Namespace, base: VisionConfig | None, task_sets:
     ):
         if getattr(args, flag) is not None:
             changes[flag] = getattr(args, flag)
+    if args.skip_bad_images:
+        changes["skip_bad_images"] = True
     if args.dtype:
         changes["model_kwargs"] = tuple(kv for kv in config.model_kwargs if kv[0] != "dtype") + (("dtype", args.dtype),)
     if args.scenario:

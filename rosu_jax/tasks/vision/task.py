@@ -67,6 +67,7 @@ class VisionConfig:
     train_per_class: keep at most this many training images per class (seeded; a CPU-budget deviation from the
       protocol, which uses the full training set); None keeps all.
     unlearn_epochs: passes over the retain set each method gets (the forget set is cycled alongside).
+    skip_bad_images: leave out image files that do not decode (with a warning) instead of failing.
     """
 
     dataset: str = "digits"
@@ -80,6 +81,7 @@ class VisionConfig:
     train: TrainingRecipe = TrainingRecipe()
     unlearn_epochs: int = 5
     unlearn_batch_size: int = 64
+    skip_bad_images: bool = False
 
     def __post_init__(self):
         if self.dataset not in DATASET_NAMES:
@@ -172,7 +174,7 @@ class VisionTask(Task):
     # -- data ----------------------------------------------------------------------------------------------------
     def load(self) -> VisionData:
         c = self.config
-        dataset = load_dataset(c.dataset, c.data_dir)
+        dataset = load_dataset(c.dataset, c.data_dir, skip_bad=c.skip_bad_images)
         if c.train_per_class is not None:
             dataset = subsample_per_class(dataset, c.train_per_class, seed=0)
         check_classes(dataset)

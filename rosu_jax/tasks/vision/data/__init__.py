@@ -12,12 +12,13 @@ from rosu_jax.tasks.vision.data.batching import (
 )
 from rosu_jax.tasks.vision.data.dataset import ImageDataset, per_class_holdout, subsample_per_class
 from rosu_jax.tasks.vision.data.digits import load_digits
-from rosu_jax.tasks.vision.data.folder import decode_images, default_cache_dir, load_image_folder
+from rosu_jax.tasks.vision.data.folder import BadImagesError, decode_images, load_image_folder
 from rosu_jax.tasks.vision.data.registry import DATASET_NAMES, load_dataset
 from rosu_jax.tasks.vision.data.splits import SCENARIOS, ForgetSplit, classwise_split, make_split, random_split
 from rosu_jax.tasks.vision.data.tfds_reader import load_tfds
 
 __all__ = [
+    "BadImagesError",
     "DATASET_NAMES",
     "FORGET_STREAM",
     "RETAIN_STREAM",
@@ -29,7 +30,6 @@ __all__ = [
     "cycle_batches",
     "dataset_stats",
     "decode_images",
-    "default_cache_dir",
     "iterate_batches",
     "load_dataset",
     "load_digits",

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rosu_jax.core.paths import cache_root
 from rosu_jax.tasks.vision.data.dataset import ImageDataset, per_class_holdout, with_validation
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
-CACHE_ENV = "ROSU_JAX_CACHE"
 _CACHE_VERSION = 1
 
 LAYOUT_HELP = (
@@ -170,31 +170,39 @@ def _decode(path: Path, size: tuple[int, int] | None) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
+class BadImagesError(ValueError):
+    """Some image files could not be decoded (truncated, not an image, unreadable)."""
+
+
 def decode_images(
-    paths: list[Path], image_size: int | tuple[int, int] | None = None, num_workers: int | None = None
-) -> np.ndarray:
-    """Decode image files to one uint8 (N, H, W, 3) RGB array with a thread pool; sizes must agree."""
+    paths: list[Path],
+    image_size: int | tuple[int, int] | None = None,
+    num_workers: int | None = None,
+    *,
+    skip_bad: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode image files to one uint8 (N, H, W, 3) RGB array with a thread pool; sizes must agree.
+
+    Returns ``(images, kept)``: ``kept`` are the indices of ``paths`` that decoded. A file that does not decode
+    (truncated, not an image, unreadable) raises ``BadImagesError`` naming the files and their count, unless
+    ``skip_bad``: then it is left out with a warning.
+    """
     size = _target_size(image_size)
     if not paths:
         raise ValueError("no image paths to decode")
-    first = _decode(paths[0], size)
-    out = np.empty((len(paths),) + first.shape, np.uint8)
-    out[0] = first
+    decoded: list[np.ndarray | None] = [None] * len(paths)
+    errors: dict[int, str] = {}
 
     def work(bounds: tuple[int, int]) -> None:
         for i in range(*bounds):
-            img = _decode(paths[i], size)
-            if img.shape != first.shape:
-                raise ValueError(
-                    f"{paths[i]} is {img.shape[1]}x{img.shape[0]} but "
-                    f"{paths[0]} is {first.shape[1]}x{first.shape[0]}; "
-                    "pass image_size=(height, width) to resize every image"
-                )
-            out[i] = img
+            try:
+                decoded[i] = _decode(paths[i], size)
+            except (OSError, SyntaxError, ValueError) as err:  # PIL raises all three for broken files
+                errors[i] = f"{type(err).__name__}: {err}"
 
     workers = num_workers or min(8, os.cpu_count() or 1)
-    n_chunks = max(1, min(len(paths) - 1, workers * 8))
-    edges = np.linspace(1, len(paths), n_chunks + 1).astype(int)
+    n_chunks = max(1, min(len(paths), workers * 8))
+    edges = np.linspace(0, len(paths), n_chunks + 1).astype(int)
     chunks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
     if workers == 1 or len(chunks) <= 1:
         for c in chunks:
@@ -203,19 +211,30 @@ def decode_images(
         with ThreadPoolExecutor(workers) as pool:
             for _ in pool.map(work, chunks):
                 pass
-    return out
+    if errors:
+        listing = "; ".join(f"{paths[i]} ({errors[i]})" for i in sorted(errors)[:5])
+        more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+        message = f"{len(errors)} of {len(paths)} image files do not decode: {listing}{more}"
+        if not skip_bad:
+            raise BadImagesError(f"{message}. Replace or delete them, or pass --skip-bad-images to leave them out.")
+        warnings.warn(f"{message}; left out (--skip-bad-images).", stacklevel=2)
+    kept = np.asarray([i for i in range(len(paths)) if i not in errors], np.int64)
+    if kept.size == 0:
+        raise BadImagesError(f"none of the {len(paths)} image files decodes (first: {paths[0]}).")
+    first = decoded[kept[0]]
+    for i in kept:
+        if decoded[i].shape != first.shape:
+            raise ValueError(
+                f"{paths[i]} is {decoded[i].shape[1]}x{decoded[i].shape[0]} but {paths[kept[0]]} is "
+                f"{first.shape[1]}x{first.shape[0]}; pass image_size=(height, width) to resize every image"
+            )
+    return np.stack([decoded[i] for i in kept]), kept
 
 
-def default_cache_dir() -> Path:
-    """$ROSU_JAX_CACHE if set, else ~/.cache/rosu_jax."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rosu_jax"
-
-
-def _cache_key(root: Path, listing: _Listing, size: tuple[int, int] | None) -> str:
+def _cache_key(root: Path, listing: _Listing, size: tuple[int, int] | None, skip_bad: bool) -> str:
     h = hashlib.sha256()
     prefix = len(str(root)) + 1
-    h.update(f"v{_CACHE_VERSION}|{root.resolve()}|{listing.layout}|{size}|".encode())
+    h.update(f"v{_CACHE_VERSION}|{root.resolve()}|{listing.layout}|{size}|{skip_bad}|".encode())
     files = listing.train_files + listing.test_files + list(listing.extra_files)
     h.update(f"{len(files)}|".encode())
     for f in map(str, files):
@@ -256,8 +275,11 @@ def load_image_folder(
     seed: int = 0,
     use_cache: bool = True,
     num_workers: int | None = None,
+    skip_bad: bool = False,
 ) -> ImageDataset:
     """Read a train/test class-folder tree (or a Tiny-ImageNet tree) into an ImageDataset.
+
+    Files that do not decode fail the load, naming them (``skip_bad``: left out with a warning).
 
     Decoded arrays are cached in ``<cache_dir>/<name>-<hash>.npz`` (keyed by root path, file list, mtimes and
     image_size) and reused. ``val_fraction`` holds out that fraction of each training class as validation;
@@ -279,19 +301,19 @@ def load_image_folder(
     cache_path = None
     if use_cache:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        cache_path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        cache_path = cache_path / f"{safe}-{_cache_key(root, listing, size)}.npz"
+        cache_path = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+        cache_path = cache_path / f"{safe}-{_cache_key(root, listing, size, skip_bad)}.npz"
         arrays = _load_cache(cache_path)
     if arrays is None:
-        x_train = decode_images(listing.train_files, size, num_workers)
-        x_test = decode_images(listing.test_files, size, num_workers)
+        x_train, train_kept = decode_images(listing.train_files, size, num_workers, skip_bad=skip_bad)
+        x_test, test_kept = decode_images(listing.test_files, size, num_workers, skip_bad=skip_bad)
         if size is None and x_test.shape[1:] != x_train.shape[1:]:
             raise ValueError(f"test images are {x_test.shape[1:3]} but training images are {x_train.shape[1:3]}")
         arrays = {
             "x_train": x_train,
-            "y_train": listing.train_labels,
+            "y_train": listing.train_labels[train_kept],
             "x_test": x_test,
-            "y_test": listing.test_labels,
+            "y_test": listing.test_labels[test_kept],
             "class_names": np.asarray(listing.class_names, dtype=str),
         }
         if cache_path is not None:

@@ -19,8 +19,13 @@ def _has_train_test(data_dir: str | os.PathLike | None) -> bool:
     return data_dir is not None and (Path(data_dir) / "train").is_dir() and (Path(data_dir) / "test").is_dir()
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0, **kw) -> ImageDataset:
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, *, seed: int = 0, skip_bad: bool = False, **kw
+) -> ImageDataset:
     """Load a dataset by name following the evaluation protocol; extra keywords go to the underlying loader.
+
+    ``skip_bad``: image files that do not decode are left out with a warning (image folders only; by default
+    they fail the load, naming the files).
 
     'digits' is bundled (data_dir ignored); 'folder' and 'tiny_imagenet' read ``data_dir``; 'cifar10' /
     'cifar100' read an image folder when ``data_dir`` has train/ and test/ (val_fraction=0.1), else tfds.
@@ -34,11 +39,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, seed: 
             raise ValueError(f"dataset {name!r} needs data_dir=<root>; {LAYOUT_HELP}")
         if name == "tiny_imagenet":
             kw.setdefault("name", name)
-        return load_image_folder(data_dir, seed=seed, **kw)
+        return load_image_folder(data_dir, seed=seed, skip_bad=skip_bad, **kw)
     if _has_train_test(data_dir):
         kw.setdefault("val_fraction", CIFAR_VAL_FRACTION)
         kw.setdefault("name", name)
-        ds = load_image_folder(data_dir, seed=seed, **kw)
+        ds = load_image_folder(data_dir, seed=seed, skip_bad=skip_bad, **kw)
     else:
         ds = load_tfds(name, data_dir=data_dir, seed=seed, **kw)
     if ds.num_classes != _EXPECTED_CLASSES[name]:
