@@ -1,191 +1,188 @@
-"""Timing utilities shared by every benchmark script.
+"""What every benchmark shares: the environment record, the load average, compiling and timing, JSONL records.
 
-Conventions (every script in ``benchmarks/`` follows them):
-
-- ``--out PATH.jsonl``: one JSON object appended per case (``write_jsonl``), each carrying
-  ``benchmark`` (the kind, e.g. ``'projection'``), ``case`` and the ``environment()`` fields.
-- ``--quick``: tiny sizes, a couple of repeats; for smoke tests only (numbers are meaningless).
-- A human-readable progress line per case on stdout (``progress``), and a small table at the end.
-
-``time_fn`` lowers and compiles a function once (timed separately as ``compile_s``), calls the compiled
-executable ``warmup`` times, then times ``repeats`` calls (more if ``min_time`` is not reached), each
-ending in ``jax.block_until_ready``. Speed is only measured and reported, never asserted.
+Conventions: ``--out PATH.jsonl`` receives one JSON object per case (``record``: ``benchmark`` = the kind,
+``case``, the ``environment()`` fields and the load average when the case was measured); ``--quick`` runs toy
+sizes for smoke tests (numbers meaningless). ``time_fn`` times compiled executables round-robin after a warm-up;
+compilation is timed apart. Speed is measured and reported, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import jax
 
-ENV_KEYS = (
-    "python",
-    "platform",
-    "machine",
-    "jax",
-    "jaxlib",
-    "flax",
-    "optax",
-    "numpy",
-    "backend",
-    "device_kind",
-    "device_count",
-    "cpu_count",
-    "xla_flags",
-    "loadavg_1m",
-)
+REPO = Path(__file__).resolve().parents[1]
+ENV_KEYS = ("python", "platform", "jax", "jaxlib", "flax", "optax", "numpy", "backend", "device_kind",
+            "device_count", "cpu_count", "xla_flags", "loadavg_1m")
 
 
-def _version(module_name: str) -> str | None:
+def loadavg_1m() -> float | None:
+    """The 1-minute load average (None where the platform has none): other processes distort CPU timings."""
     try:
-        module = __import__(module_name)
-    except ImportError:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
         return None
-    return getattr(module, "__version__", None)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def too_loaded(load: float | None, cpus: int | None) -> bool:
+    """The load rule: a 1-minute load average above the core count means other work competes for the cores."""
+    return load is not None and bool(cpus) and load > cpus
 
 
 def environment() -> dict[str, Any]:
-    """The machine and library versions, stored with every record (keys: ``ENV_KEYS``)."""
-    import jaxlib
-
+    """The machine, the device kind and the library versions, stored with every record (keys: ``ENV_KEYS``)."""
     devices = jax.devices()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "machine": platform.machine(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "flax": _version("flax"),
-        "optax": _version("optax"),
-        "numpy": _version("numpy"),
+        **{name: _version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")},
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
         "cpu_count": os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        # other processes on the machine distort CPU timings: record the load when the case was measured
-        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "loadavg_1m": loadavg_1m(),
     }
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 100]) of an already sorted list."""
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = (len(sorted_values) - 1) * q / 100.0
+def record(benchmark: str, case: str, env: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """One JSONL record: kind, case, environment, the load average now, then ``fields``."""
+    return {"benchmark": benchmark, "case": case, **env, "loadavg_1m": loadavg_1m(), **fields}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in [0, 100])."""
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100.0
     lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def summarize(times: Sequence[float]) -> dict[str, float | int]:
-    """Median, p10/p90, IQR, min, mean of a list of per-call times (seconds)."""
-    s = sorted(times)
-    p25, p75 = _percentile(s, 25), _percentile(s, 75)
-    return {
-        "median_s": statistics.median(s),
-        "p10_s": _percentile(s, 10),
-        "p90_s": _percentile(s, 90),
-        "iqr_s": p75 - p25,
-        "min_s": s[0],
-        "mean_s": statistics.fmean(s),
-        "repeats": len(s),
-    }
+    """Median, p10/p90, IQR, min and mean of per-call times (seconds)."""
+    return {"median_s": statistics.median(times), "p10_s": percentile(times, 10), "p90_s": percentile(times, 90),
+            "iqr_s": percentile(times, 75) - percentile(times, 25), "min_s": min(times),
+            "mean_s": statistics.fmean(times), "repeats": len(times)}
 
 
-def compile_fn(fn: Callable, *args, static_argnums: Sequence[int] = ()) -> tuple[Any, float, float]:
-    """(compiled executable, lowering seconds, compile seconds) of ``jax.jit(fn)`` at ``args``."""
-    jitted = jax.jit(fn, static_argnums=tuple(static_argnums))
+@dataclasses.dataclass
+class Timed:
+    """One thing to time: ``call()`` runs it once; ``compiled`` is the XLA executable where there is one."""
+
+    name: str
+    call: Callable[[], Any]
+    compiled: Any = None
+    lower_s: float | None = None
+    compile_s: float | None = None
+    times: list[float] = dataclasses.field(default_factory=list)
+
+    def timing(self) -> dict[str, Any]:
+        return {**summarize(self.times), "lower_s": self.lower_s, "compile_s": self.compile_s, "times_s": self.times}
+
+
+# --quick: XLA's fastest compile; the timings are meaningless anyway.
+QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def compile_fn(name: str, fn: Callable, *args, quick: bool = False) -> Timed:
+    """Lower and compile ``jax.jit(fn)`` (or an already jitted ``fn``) at ``args``, each timed apart."""
+    jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
     t0 = time.perf_counter()
     lowered = jitted.lower(*args)
     t1 = time.perf_counter()
-    compiled = lowered.compile()
+    compiled = lowered.compile(QUICK_COMPILER_OPTIONS if quick else None)
     t2 = time.perf_counter()
-    return compiled, t1 - t0, t2 - t1
+    return Timed(name, lambda: compiled(*args), compiled, t1 - t0, t2 - t1)
 
 
-def time_fn(
-    fn: Callable,
-    *args,
-    warmup: int = 3,
-    repeats: int = 10,
-    min_time: float = 0.0,
-    max_repeats: int = 1000,
-    compiled: Any = None,
-) -> dict[str, Any]:
-    """Compile ``jax.jit(fn)`` for ``args`` (timed apart), warm up, then time the compiled calls.
-
-    Runs at least ``repeats`` timed calls and keeps going until their total reaches ``min_time`` seconds
-    (capped at ``max_repeats``). Pass ``compiled`` (from ``compile_fn``) to reuse an executable; then
-    ``lower_s``/``compile_s`` are None. Returns ``summarize``'s keys plus ``lower_s``, ``compile_s``,
-    ``warmup`` and the raw ``times_s``.
-    """
-    lower_s = compile_s = None
-    if compiled is None:
-        compiled, lower_s, compile_s = compile_fn(fn, *args)
-    for _ in range(warmup):
-        jax.block_until_ready(compiled(*args))
-    times: list[float] = []
-    total = 0.0
-    while len(times) < repeats or (total < min_time and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        out = compiled(*args)
-        jax.block_until_ready(out)
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        total += dt
-        del out
-    result: dict[str, Any] = summarize(times)
-    result.update(lower_s=lower_s, compile_s=compile_s, warmup=warmup, times_s=times)
-    return result
+def time_fn(targets: Sequence[Timed], *, warmup: int, repeats: int, min_time: float = 0.0,
+            max_repeats: int = 200) -> None:
+    """Warm each target up, then time them round-robin (one call of each per round) until every target has
+    ``repeats`` calls and, with ``min_time``, the slowest has run that many seconds (at most ``max_repeats``
+    rounds). Round-robin makes drifts in machine load hit every target alike, so ratios are taken within one
+    run. Each call ends in ``jax.block_until_ready``. Appends to ``target.times``."""
+    for target in targets:
+        for _ in range(warmup):
+            jax.block_until_ready(target.call())
+    rounds = 0
+    while rounds < repeats or (min_time and rounds < max_repeats and max(sum(t.times) for t in targets) < min_time):
+        for target in targets:
+            t0 = time.perf_counter()
+            jax.block_until_ready(target.call())
+            target.times.append(time.perf_counter() - t0)
+        rounds += 1
 
 
-def write_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append ``record`` as one JSON line to ``path`` (parent directories are created)."""
+def memory_of(compiled) -> dict[str, int | None]:
+    """XLA's memory analysis of an executable (bytes): peak = temporaries + arguments + outputs − aliased."""
+    try:
+        analysis = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        analysis = None
+    out = {f"{k}_bytes": getattr(analysis, f"{k}_size_in_bytes", None) for k in ("temp", "argument", "output", "alias")}
+    known = None not in out.values()
+    out["peak_bytes"] = out["temp_bytes"] + out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] if known \
+        else None
+    return out
+
+
+def write_jsonl(path: str | os.PathLike, rec: dict[str, Any]) -> None:
+    """Append ``rec`` as one JSON line (parent folders are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=False, default=_json_default) + "\n")
+        f.write(json.dumps(rec, default=_json_default) + "\n")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a JSONL file (blank lines skipped)."""
-    with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy / jax scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
+    if hasattr(obj, "tolist"):  # numpy / jax scalars and arrays
         return obj.tolist()
     return str(obj)
 
 
+def without_local_paths(text: str, *extra: tuple[str, str]) -> str:
+    """``text`` with this machine's folders replaced (``extra`` pairs first, then the checkout, the home folder),
+    so records and reports carry no absolute path of the machine they were measured on."""
+    for old, new in (*extra, (str(REPO), "."), (str(Path.home()), "~")):
+        text = text.replace(old, new)
+    return text
+
+
 def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
-    """The CLI every benchmark shares: ``--out``, ``--quick``, ``--repeats``, ``--warmup``, ``--min-time``."""
+    """The flags every benchmark shares: ``--out``, ``--quick``, ``--repeats``, ``--warmup``, ``--min-time``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--out", default=default_out, help="JSONL file to append one record per case to.")
-    parser.add_argument("--quick", action="store_true", help="Tiny sizes and few repeats (smoke test).")
-    parser.add_argument("--repeats", type=int, default=None, help="Timed calls per measurement (minimum).")
-    parser.add_argument("--warmup", type=int, default=3, help="Untimed calls after compilation.")
-    parser.add_argument(
-        "--min-time", type=float, default=None, help="Keep timing until this many seconds are spent."
-    )
+    parser.add_argument("--out", default=default_out, help="JSONL file to append one record per case to")
+    parser.add_argument("--quick", action="store_true", help="toy sizes and few repeats (smoke test)")
+    parser.add_argument("--repeats", type=int, help="timed rounds per measurement (minimum)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls after compilation")
+    parser.add_argument("--min-time", type=float, help="keep timing until the slowest target has run this long")
     return parser
 
 
 def progress(message: str) -> None:
-    """One progress line, flushed at once (so long runs show where they are)."""
     print(message, flush=True)
 
 
@@ -193,28 +190,5 @@ def fmt_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f}us"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:.2f}ms"
-    return f"{seconds:.2f}s"
-
-
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], file=sys.stdout) -> None:
-    """A fixed-width text table of ``rows`` restricted to ``columns``."""
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), file=file)
-    print("  ".join("-" * w for w in widths), file=file)
-    for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)), file=file)
-    file.flush()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return f"{seconds * 1e6:.1f} µs"
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"

@@ -1,149 +1,68 @@
-"""Collect ``benchmarks/results/*.jsonl`` into ``benchmarks/results/REPORT.md`` plus PNG plots.
+"""One report of every benchmark record: ``REPORT.md`` (every kind) and ``STEPS.md`` (the step benchmarks), with plots.
 
-Generic by design: every benchmark kind (the records' ``benchmark`` field) gets its own section with the
-machine it ran on and one Markdown table; columns are the records' keys minus the environment fields
-(``common.ENV_KEYS``) and raw sample lists. To customise a kind without touching the rest:
+Reads every ``*.jsonl`` of the results folder (of records with the same file, kind, mode and case the last wins).
+Each kind (a record's ``benchmark``) may register hooks in ``KINDS``: its REPORT.md columns (dotted names reach into
+nested fields), targets (``key <= threshold``: met or MISSED, never asserted), a field that splits its table, plots
+and a STEPS.md section; a kind without hooks gets a table of all its fields. Records measured above the load limit
+are flagged **LOADED** wherever they are shown.
 
-- ``TARGETS[kind]``: ``(key, op, threshold, description)`` tuples; each record gets a "met / MISSED" column
-  and the section states how many records met it.
-- ``COLUMNS[kind]``: the preferred column order (other keys are dropped for that kind).
-- ``SPLIT_BY[kind]``: a key whose values get separate tables (e.g. ``mode``: 'case' vs 'scaling').
-- ``PLOTS[kind]``: a function ``(records, out_dir) -> list[Path]`` that writes PNGs (matplotlib, Agg).
-
-Records are de-duplicated per (source file, benchmark, mode, case, formulation): a re-run replaces the
-earlier line of the same case (the JSONL files are append-only).
-
-Usage: python benchmarks/report.py [--results-dir benchmarks/results] [--out benchmarks/results/REPORT.md]
+  python -m benchmarks.report [--results benchmarks/results]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-import operator
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from matplotlib.figure import Figure
 
-import common  # noqa: E402
+from benchmarks import common
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_RESULTS = ROOT / "results"
-
-Target = tuple[str, str, float, str]
-
-TARGETS: dict[str, list[Target]] = {
-    "projection": [("ratio", "<=", 3.0, "projection time / copy time on CPU (issue target)")],
-    "step_cost": [
-        ("rosu_lagged_over_uam", "<=", 1.03, "ROSU lagged within 3% of UAM"),
-        ("rosu_over_uam", "<=", 1.5, "ROSU fresh at most 1.5x UAM"),
-        ("projection_share", "<=", 0.02, "projection under 2% of a step (target: ResNet-18)"),
-    ],
-    "sharded_step": [("max_abs_param_diff", "<=", 1e-4, "sharded step == single-device step")],
-}
-
-COLUMNS: dict[str, list[str]] = {
-    "step_cost": [
-        "case", "method", "gradient_evaluations", "steps_per_s", "median_s", "p10_s", "p90_s", "compile_s",
-        "rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft", "projection_share", "loadavg_1m",
-    ],
-    "projection": [
-        "case", "n_params", "n_leaves", "projection_median_s", "copy_median_s", "minmax_median_s", "ratio",
-        "minmax_ratio", "spread.projection.p10_s", "spread.projection.p90_s", "compile_s", "minmax_compile_s",
-        "projection_gbps", "copy_gbps", "copy_verified", "hlo_projection.fusions_by_kind", "loadavg_1m",
-    ],
-    "projection_experiment": [
-        "case", "formulation", "n_leaves", "median_s", "copy_median_s", "ratio_to_copy", "ratio_to_library",
-        "spread.p10_s", "spread.p90_s", "compile_s", "max_abs_diff_vs_library", "hlo.fusions_by_kind",
-        "hlo.temp_bytes", "loadavg_1m",
-    ],
-}
-
-SPLIT_BY: dict[str, str] = {"projection": "mode"}
-
-# keys never shown in generic tables (raw samples, bulky nested data)
-HIDDEN_KEYS = {"benchmark", "times_s", "_source"}
-IDENTITY_KEYS = ("benchmark", "mode", "case", "formulation")
-
-OPS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq,
-}
+METHOD_ORDER = ("FT", "UAM", "ROSU", "ROSU-lagged", "ROSU-noproj", "projection")
+HIDDEN = {"benchmark", "times_s", "_source", "steps_per_s", "loadavg_1m_blocks", "runs", "rows", "stdout_tail",
+          "stderr_tail", "single", "sharded", "memory", "paired_ratios", "torch_parallel_info", "machine"}
 
 
-# --------------------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """The hooks of one kind of record (all optional)."""
+
+    columns: tuple[str, ...] = ()
+    targets: tuple[tuple[str, float, str], ...] = ()  # (key, threshold, what it means): met when value <= threshold
+    split_by: str | None = None
+    plots: Callable[[list[dict], Path], list[Path]] | None = None
+    steps: Callable[[list[dict], Path], list[str]] | None = None
 
 
-def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """All records of ``results_dir/*.jsonl`` (sorted by file name), the last of each identity kept."""
-    by_identity: dict[tuple, dict[str, Any]] = {}
-    for path in sorted(results_dir.glob("*.jsonl")):
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                print(f"warning: {path.name}:{i + 1}: bad JSON ({err}); skipped", file=sys.stderr)
-                continue
-            if not isinstance(rec, dict):
-                continue
+# -- reading and formatting -----------------------------------------------------------------------------------------
+
+def load_records(results: Path) -> list[dict[str, Any]]:
+    latest: dict[tuple, dict] = {}
+    for path in sorted(results.glob("*.jsonl")):
+        for rec in common.read_jsonl(path):
             rec.setdefault("benchmark", path.stem)
             rec["_source"] = path.name
-            if "case" in rec:
-                ident = (path.name,) + tuple(json.dumps(rec.get(k)) for k in IDENTITY_KEYS)
-            else:
-                ident = (path.name, i)
-            by_identity.pop(ident, None)  # keep insertion order of the latest line
-            by_identity[ident] = rec
-    return list(by_identity.values())
+            identity = (path.name, rec["benchmark"], rec.get("mode"), rec.get("case", len(latest)))
+            latest.pop(identity, None)  # the latest line of a case, in the order of the latest lines
+            latest[identity] = rec
+    return list(latest.values())
 
 
-def get(record: dict[str, Any], dotted: str) -> Any:
-    """``record['a']['b']`` for ``'a.b'`` (None when missing)."""
-    value: Any = record
+def get(rec: dict, dotted: str) -> Any:
     for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
+        rec = rec.get(part) if isinstance(rec, dict) else None
+    return rec
 
 
-# --------------------------------------------------------------------------------------------------------
-# Targets and tables
-# --------------------------------------------------------------------------------------------------------
-
-
-def target_label(target: Target) -> str:
-    key, op, threshold, _ = target
-    return f"{key} {op} {threshold:g}"
-
-
-def check_target(record: dict[str, Any], target: Target) -> bool | None:
-    key, op, threshold, _ = target
-    value = get(record, key)
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        return None
-    return bool(OPS[op](value, threshold))
-
-
-def generic_columns(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Union of the records' keys (first-seen order) minus environment fields and bulky values."""
-    env = set(common.ENV_KEYS)
-    cols: list[str] = []
-    for rec in records:
-        for key, value in rec.items():
-            if key in env or key in HIDDEN_KEYS or key in cols:
-                continue
-            if isinstance(value, list) and len(value) > 8:
-                continue
-            cols.append(key)
-    return cols
+def loaded(rec: dict) -> bool:
+    """Measured above the load limit: marked by the benchmark, or (older records) load average > cores."""
+    return bool(rec.get("loaded")) or common.too_loaded(rec.get("loadavg_1m"), rec.get("cpu_count"))
 
 
 def fmt(value: Any, key: str = "") -> str:
@@ -152,190 +71,316 @@ def fmt(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if key.endswith("_s") and not key.endswith("per_s") and not key.startswith("n_"):
+        if key.endswith("_s") and not key.endswith("per_s"):
             return common.fmt_seconds(value)
-        if abs(value) >= 1e5 or (value != 0 and abs(value) < 1e-3):
-            return f"{value:.3g}"
-        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+        return f"{value:.3g}" if abs(value) < 10 or abs(value) >= 1e5 else f"{value:.1f}"
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if isinstance(value, dict | list | tuple):
+    if isinstance(value, dict | list):
         text = json.dumps(value, separators=(",", ":"))
         return text if len(text) <= 80 else text[:77] + "..."
     return str(value)
 
 
-def markdown_table(records: Sequence[dict[str, Any]], columns: Sequence[str], targets: Sequence[Target]) -> str:
-    header = list(columns) + [f"target: {target_label(t)}" for t in targets]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for rec in records:
-        cells = [fmt(get(rec, c), c) for c in columns]
-        for t in targets:
-            ok = check_target(rec, t)
-            cells.append("n/a" if ok is None else ("met" if ok else "**MISSED**"))
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines)
+def num(x: Any, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def environment_summary(records: Sequence[dict[str, Any]]) -> str:
-    """One line per environment field: its value, or the set of values when records differ."""
-    parts = []
-    for key in common.ENV_KEYS:
-        values = sorted({json.dumps(r.get(key)) for r in records if key in r})
-        if not values:
-            continue
-        if key == "loadavg_1m":
-            loads = [r[key] for r in records if isinstance(r.get(key), int | float)]
-            if loads:
-                parts.append(f"loadavg_1m {min(loads):.1f}..{max(loads):.1f}")
-            continue
-        shown = ", ".join(json.loads(v) if v.startswith('"') else v for v in values[:4])
-        parts.append(f"{key} {shown}" + (" ..." if len(values) > 4 else ""))
-    return "; ".join(parts)
+def mib(x: int | None) -> str:
+    return "-" if x is None else f"{x / 2**20:.2f}"
 
 
-def section(kind: str, records: list[dict[str, Any]], plots: Sequence[Path], out_dir: Path) -> str:
-    targets = TARGETS.get(kind, [])
-    columns = COLUMNS.get(kind) or generic_columns(records)
-    sources = sorted({r["_source"] for r in records})
-    out = [f"## {kind}", "", f"{len(records)} records from {', '.join(sources)}.", ""]
-    out += [f"Machine: {environment_summary(records)}.", ""]
-    for t in targets:
-        results = [check_target(r, t) for r in records]
-        n_eval = sum(x is not None for x in results)
-        out.append(
-            f"- Target `{target_label(t)}` ({t[3]}): met in {sum(x is True for x in results)}/{n_eval} records."
-        )
-    if targets:
-        out.append("")
-    split = SPLIT_BY.get(kind)
-    groups: dict[Any, list[dict[str, Any]]] = {}
-    for rec in records:
-        groups.setdefault(rec.get(split) if split else None, []).append(rec)
+def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+                    for row in rows]
+
+
+def machine(recs: list[dict]) -> str:
+    r = next((x for x in recs if "device_kind" in x), recs[0])
+    loads = [x["loadavg_1m"] for x in recs if isinstance(x.get("loadavg_1m"), int | float)]
+    load = f"; 1-min load average during the runs {min(loads):.1f}–{max(loads):.1f}" if loads else ""
+    return (f"{r.get('device_kind')} ×{r.get('device_count')} ({r.get('backend')}), {r.get('cpu_count')} CPU cores, "
+            f"{r.get('platform')}; jax {r.get('jax')}, flax {r.get('flax')}, optax {r.get('optax')}{load}")
+
+
+def load_warning(recs: list[dict]) -> list[str]:
+    n = sum(map(loaded, recs))
+    return [f"**LOADED: {n} of {len(recs)} records were measured while the 1-minute load average exceeded the core "
+            "count; their timings are not the code's alone.**", ""] if n else []
+
+
+def save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+# -- REPORT.md: every kind ------------------------------------------------------------------------------------------
+
+def target_results(recs: list[dict], target) -> tuple[int, int]:
+    values = [get(r, target[0]) for r in recs]
+    checked = [v <= target[1] for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return sum(checked), len(checked)
+
+
+def kind_section(kind: str, recs: list[dict], out_dir: Path) -> list[str]:
+    hooks = KINDS.get(kind, Kind())
+    lines = [f"## {kind}", "", f"{len(recs)} records from {', '.join(sorted({r['_source'] for r in recs}))}.", "",
+             f"Machine: {machine(recs)}.", "", *load_warning(recs)]
+    for key, threshold, meaning in hooks.targets:
+        met, checked = target_results(recs, (key, threshold))
+        lines.append(f"- Target `{key} <= {threshold:g}` ({meaning}): met in {met}/{checked} records.")
+    groups: dict[Any, list[dict]] = {}
+    for rec in recs:
+        groups.setdefault(rec.get(hooks.split_by) if hooks.split_by else None, []).append(rec)
     for value, group in groups.items():
-        if split and len(groups) > 1:
-            out += [f"### {split} = {value}", ""]
-        out += [markdown_table(group, columns, targets), ""]
-    for png in plots:
-        out += [f"![{png.stem}]({png.relative_to(out_dir).as_posix()})", ""]
-    return "\n".join(out)
+        if len(groups) > 1:
+            lines += ["", f"### {hooks.split_by} = {value}"]
+        columns = hooks.columns or list(dict.fromkeys(
+            k for r in group for k, v in r.items() if k not in HIDDEN and k not in common.ENV_KEYS))
+        header = [*columns, *(f"target: {t[0]} <= {t[1]:g}" for t in hooks.targets), "loaded"]
+        rows = []
+        for rec in group:
+            checks = [target_results([rec], t) for t in hooks.targets]
+            rows.append([*(fmt(get(rec, c), c) for c in columns),
+                         *("n/a" if not n else "met" if met else "**MISSED**" for met, n in checks),
+                         "**LOADED**" if loaded(rec) else "-"])
+        lines += ["", *md_table(header, rows)]
+    for png in hooks.plots(recs, out_dir) if hooks.plots else []:
+        lines += ["", f"![{png.stem}]({png.name})"]
+    return lines + [""]
 
 
-# --------------------------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------------------------
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_projection(records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    plt = _pyplot()
+def plot_projection(recs: list[dict], out_dir: Path) -> list[Path]:
     written = []
-    scaling = sorted((r for r in records if r.get("mode") == "scaling"), key=lambda r: r["n_params"])
+    scaling = sorted((r for r in recs if r.get("mode") == "scaling"), key=lambda r: r["n_params"])
     if scaling:
         n = [r["n_params"] for r in scaling]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig = Figure(figsize=(11, 4.2))
+        ax1, ax2 = fig.subplots(1, 2)
         for key, label in (("projection_median_s", "retain_orthogonal_perturbation"),
                            ("minmax_median_s", "minmax_perturbation"), ("copy_median_s", "copy (x * s)")):
             ax1.loglog(n, [r[key] for r in scaling], "o-", label=label)
-        ax1.set_xlabel("parameters (flat float32)")
-        ax1.set_ylabel("median time per call [s]")
-        ax1.set_title("Projection step vs parameter count")
-        ax1.grid(True, which="both", alpha=0.3)
-        ax1.legend()
+        ax1.set(xlabel="parameters (flat float32)", ylabel="median time per call [s]",
+                title="Projection step vs parameter count")
         ax2.semilogx(n, [r["ratio"] for r in scaling], "o-", label="projection / copy")
         ax2.semilogx(n, [r["minmax_ratio"] for r in scaling], "s--", label="minmax / copy")
         ax2.axhline(3.0, color="red", lw=1, ls=":", label="target 3")
-        ax2.set_xlabel("parameters (flat float32)")
-        ax2.set_ylabel("time ratio")
-        ax2.set_ylim(bottom=0)
-        ax2.grid(True, which="both", alpha=0.3)
-        ax2.legend()
-        env = scaling[0]
-        fig.suptitle(f"{env.get('device_kind')} x{env.get('device_count')}, {env.get('cpu_count')} CPUs, "
-                     f"jax {env.get('jax')}", fontsize=9)
-        fig.tight_layout()
-        path = out_dir / "projection_scaling.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    cases = [r for r in records if r.get("mode", "case") == "case"]
+        ax2.set(xlabel="parameters (flat float32)", ylabel="time ratio", ylim=(0, None))
+        for ax in (ax1, ax2):
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+        fig.suptitle(f"{scaling[0].get('device_kind')} x{scaling[0].get('device_count')}, "
+                     f"{scaling[0].get('cpu_count')} CPUs, jax {scaling[0].get('jax')}", fontsize=9)
+        written.append(save(fig, out_dir / "projection_scaling.png"))
+    cases = [r for r in recs if r.get("mode", "case") == "case"]
     if cases:
-        fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(cases) + 2), 4.2))
+        fig = Figure(figsize=(max(6, 0.55 * len(cases) + 2), 4.2))
+        ax = fig.subplots()
         x = range(len(cases))
         ax.bar([i - 0.2 for i in x], [r["ratio"] for r in cases], width=0.4, label="projection / copy")
         ax.bar([i + 0.2 for i in x], [r["minmax_ratio"] for r in cases], width=0.4, label="minmax / copy")
         ax.axhline(3.0, color="red", lw=1, ls=":", label="target 3")
-        ax.set_xticks(list(x))
-        ax.set_xticklabels([r["case"] for r in cases], rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(list(x), [r["case"] for r in cases], rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("time ratio to copy")
         ax.legend()
-        fig.tight_layout()
-        path = out_dir / "projection_cases.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(save(fig, out_dir / "projection_cases.png"))
     return written
 
 
-PLOTS: dict[str, Callable[[list[dict[str, Any]], Path], list[Path]]] = {"projection": plot_projection}
+# -- STEPS.md: the step benchmarks ----------------------------------------------------------------------------------
+
+def steps_step_cost(recs: list[dict], out_dir: Path) -> list[str]:
+    lines = []
+    for device in sorted({r.get("device_kind") for r in recs}):
+        dev = [r for r in recs if r.get("device_kind") == device]
+        cases = {r["case"]: r for r in dev}
+        models = list(dict.fromkeys(r["case"].rsplit("/", 1)[0] for r in dev))
+        lines += [f"## Step cost ({device})", "", f"Machine: {machine(dev)}.", "", *load_warning(dev)]
+        s = common.fmt_seconds
+        rows = [[model, r.get("batch_size"), f"{r['n_params']:,}", m, r.get("gradient_evaluations") or "-",
+                 s(r["median_s"]), f"{s(r['p10_s'])}–{s(r['p90_s'])}",
+                 num(r.get("steps_per_s"), 2), s(r.get("compile_s")), r["repeats"]]
+                for model in models for m in METHOD_ORDER if (r := cases.get(f"{model}/{m}"))]
+        lines += md_table(["model", "batch", "params", "method", "gradients", "median", "p10–p90", "steps/s",
+                           "compile", "repeats"], rows)
+        rows = []
+        for model in models:
+            if not (r := cases.get(f"{model}/ratios")):
+                continue
+            pr = r.get("paired_ratios") or {}
+            spread = {k: f"{num(r.get(k))} [{p['p10']:.2f}–{p['p90']:.2f}]" if (p := pr.get(k)) else num(r.get(k))
+                      for k in ("rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft")}
+            met = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in (r.get("met") or {}).items()
+                            if v is not None and (k != "projection_share" or model.startswith("resnet18")))
+            rows.append([model, *spread.values(), num(r.get("uam_over_ft")), num(r.get("rosu_over_rosu_noproj")),
+                         num(r.get("projection_share"), 4), num(r.get("projection_share_by_difference"), 4), met])
+        lines += ["", "Ratios of step times measured within one run (interleaved rounds): the median of the per-round "
+                  "ratios, p10–p90 in brackets:", "",
+                  *md_table(["model", "ROSU/UAM", "ROSU-lagged/UAM", "ROSU/FT", "UAM/FT", "ROSU/ROSU-noproj",
+                             "projection share (timed alone)", "projection share (ROSU − noproj)", "targets met"],
+                            rows),
+                  "", "Targets: ROSU-lagged step time ≤ 1.03 × UAM; ROSU fresh ≤ 1.5 × UAM; the projection ≤ 2% of a "
+                  "ResNet-18 ROSU step. g_f and g_r do **not** share a forward pass (separate `value_and_grad` calls "
+                  "on the forget batch in eval mode and the retain batch in train mode; with train-mode BatchNorm a "
+                  "shared pass would change the maths), so ROSU fresh costs 3 gradients to UAM's 2.", ""]
+        fig = Figure(figsize=(4.2 * len(models), 3.4))
+        axes = fig.subplots(1, len(models), squeeze=False)
+        for ax, model in zip(axes[0], models, strict=True):
+            timed = [(m, r) for m in METHOD_ORDER[:-1] if (r := cases.get(f"{model}/{m}"))]
+            ax.bar([m for m, _ in timed], [r["median_s"] * 1e3 for _, r in timed], capsize=3, color="tab:blue",
+                   yerr=[[(r["median_s"] - r["p10_s"]) * 1e3 for _, r in timed],
+                         [(r["p90_s"] - r["median_s"]) * 1e3 for _, r in timed]])
+            ax.set(title=model, ylabel="ms / step (median, p10–p90)")
+            ax.tick_params(axis="x", rotation=40)
+        png = save(fig, out_dir / f"steps_per_s-{''.join(c if c.isalnum() else '_' for c in str(device)).lower()}.png")
+        lines += [f"![steps per second]({png.name})", ""]
+    return lines
 
 
-# --------------------------------------------------------------------------------------------------------
-# Main
-# --------------------------------------------------------------------------------------------------------
+def steps_memory(recs: list[dict], out_dir: Path) -> list[str]:
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    recs = sorted(recs, key=lambda r: (r.get("device_kind") or "", r["case"].rsplit("/", 1)[0],
+                                       order.get(r.get("method"), 9)))
+    rows = [[f"{r['case'].rsplit('/', 1)[0]} (batch {r.get('batch_size')})", r.get("device_kind"), r["method"],
+             mib(r.get("param_bytes")), mib(r.get("argument_bytes")), mib(r.get("output_bytes")),
+             mib(r.get("temp_bytes")), mib(r.get("peak_bytes")), f"{r.get('extra_peak_bytes_over_uam', 0):,}",
+             num(r.get("extra_peak_over_uam_param_trees"), 2)] for r in recs]
+    return ["## Memory of the compiled step (XLA memory analysis)", "",
+            "MiB; peak = temp + arguments + outputs − aliased. Extra over UAM in bytes and in parameter trees (P = "
+            "float32 bytes of the parameters).", "",
+            *md_table(["model", "device", "method", "params MiB (P)", "args", "outputs", "temp", "peak",
+                       "extra peak over UAM (bytes)", "extra (P)"], rows), "",
+            "What the maths needs: UAM (2 gradients) keeps its last surrogate gradient in the state for its κ "
+            "diagnostic (+1 P in arguments and outputs); ROSU fresh holds g_r at θ while δ is formed (+1 P of "
+            "temporaries) and keeps no tree in the state; ROSU lagged keeps the previous g̃ in the state exactly as "
+            "UAM does.", ""]
 
 
-def build_report(results_dir: Path, out_path: Path, *, plots: bool = True) -> str:
-    records = load_records(results_dir)
-    kinds: dict[str, list[dict[str, Any]]] = {}
+def steps_scaling(recs: list[dict], out_dir: Path) -> list[str]:
+    cases = {r["case"]: r for r in recs}
+    ratios = sorted((r for r in recs if r["case"].endswith("/ratios")),
+                    key=lambda r: (r.get("family", ""), r.get("n_params", 0)))
+
+    def median(r, m):
+        return (cases.get(f"{r['case'].rsplit('/', 1)[0]}/{m}") or {}).get("median_s")
+
+    rows = [[r["case"].rsplit("/", 1)[0], f"{r['n_params']:,}", r.get("batch_size"),
+             *(common.fmt_seconds(median(r, m)) for m in ("FT", "UAM", "ROSU", "ROSU-lagged", "projection")),
+             num(r.get("rosu_over_uam")), num(r.get("projection_share"), 4), num(r.get("projection_ns_per_param"), 2)]
+            for r in ratios]
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
+    for family, marker, style in (("mlp", "o", "-"), ("small_cnn", "s", "--")):
+        fam = [r for r in ratios if r.get("family") == family]
+        for m, color in (("FT", "tab:gray"), ("UAM", "tab:blue"), ("ROSU", "tab:red"), ("ROSU-lagged", "tab:orange"),
+                         ("projection", "tab:green")):
+            points = [(r["n_params"], median(r, m)) for r in fam if median(r, m) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker=marker, ls=style, color=color, label=f"{family} {m}")
+    ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="seconds per call (median)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
+    png = save(fig, out_dir / "step_scaling.png")
+    return ["## Step time vs parameter count", "", f"Machine: {machine(recs)}.", "", *load_warning(recs),
+            *md_table(["case", "params", "batch", "FT", "UAM", "ROSU", "ROSU-lagged", "projection", "ROSU/UAM",
+                       "projection share", "projection ns/param"], rows), "", f"![step scaling]({png.name})", ""]
+
+
+def steps_sharded(recs: list[dict], out_dir: Path) -> list[str]:
+    rows = [[r["case"], f"{r['n_params']:,}", r.get("batch_size"), r.get("sharded_param_leaves"),
+             f"{r['max_abs_param_diff']:.2e}", f"{r['max_abs_coupling_diff']:.2e}", "**yes**" if r["correct"] else "no",
+             common.fmt_seconds(r["single_median_s"]), common.fmt_seconds(r["sharded_median_s"]),
+             num(r["sharded_over_single"], 2)] for r in sorted(recs, key=lambda x: x["case"])]
+    return ["## Sharded step on fake CPU devices", "", recs[0].get("device_note", ""), "",
+            *md_table(["case", "params", "batch", "sharded param leaves", "max abs Δθ", "max abs Δκ", "correct",
+                       "single device", "sharded", "sharded/single"], rows), ""]
+
+
+def steps_end_to_end(recs: list[dict], out_dir: Path) -> list[str]:
+    lines = ["## End to end (subprocess; cold = fresh empty cache)", "", f"Machine: {machine(recs)}.", "",
+             *load_warning(recs)]
+    if repeated := [r for r in recs if "runs" in r]:
+        lines += md_table(["case", "command", "runs", "median wall", "min–max", "job's own total (median)",
+                           "max 1-min load", "exit"],
+                          [[r["case"], f"`{r['command']}`", len(r["runs"]), f"{r['wall_s_median']:.1f} s",
+                            f"{r['wall_s_min']:.1f}–{r['wall_s_max']:.1f} s", num(r.get("job_total_s_median"), 1),
+                            num(r.get("loadavg_1m"), 1), r["returncode"]] for r in repeated]) + [""]
+    if single := [r for r in recs if "wall_s" in r]:
+        lines += md_table(["case", "command", "wall", "job's own total", "exit"],
+                          [[r["case"], f"`{r['command']}`", f"{r['wall_s']:.1f} s", f"{num(r.get('job_total_s'), 1)} s",
+                            r["returncode"]] for r in single]) + [""]
+    if rows := [r for r in recs if "rte_ratio" in r]:
+        lines += ["Per method (the pipeline's rows: `seconds` = the run's wall time, `rte_ratio` = seconds / Retrain's "
+                  "seconds):", "",
+                  *md_table(["run", "scenario", "method", "seconds", "RTE / Retrain", "UA", "RA", "TA", "MIA"],
+                            [[r["parent_case"], r.get("scenario"), r["method"], num(r["seconds"], 1),
+                              num(r["rte_ratio"]), *(num(r.get(k), 1) for k in ("UA", "RA", "TA", "MIA"))]
+                             for r in rows]), ""]
+    if parent := next((r for r in recs if r.get("rows") is not None), None):
+        lines += [f"Settings: epochs {parent.get('epochs')}, unlearn epochs {parent.get('unlearn_epochs')}, subset "
+                  f"{parent.get('subset') or 'none (all images)'}.", ""]
+    return lines
+
+
+KINDS: dict[str, Kind] = {
+    "projection": Kind(
+        columns=("case", "n_params", "n_leaves", "projection_median_s", "copy_median_s", "minmax_median_s", "ratio",
+                 "minmax_ratio", "spread.projection.p10_s", "spread.projection.p90_s", "compile_s", "minmax_compile_s",
+                 "projection_gbps", "copy_gbps", "copy_verified", "hlo_projection.fusions_by_kind", "loadavg_1m"),
+        targets=(("ratio", 3.0, "projection time / copy time on CPU"),), split_by="mode", plots=plot_projection),
+    "step_cost": Kind(
+        columns=("case", "method", "gradient_evaluations", "steps_per_s", "median_s", "p10_s", "p90_s", "compile_s",
+                 "rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft", "projection_share", "loadavg_1m"),
+        targets=(("rosu_lagged_over_uam", 1.03, "ROSU lagged within 3% of UAM"),
+                 ("rosu_over_uam", 1.5, "ROSU fresh at most 1.5x UAM"),
+                 ("projection_share", 0.02, "projection under 2% of a step (target: ResNet-18)")),
+        steps=steps_step_cost),
+    "step_memory": Kind(steps=steps_memory),
+    "step_scaling": Kind(steps=steps_scaling),
+    "sharded_step": Kind(targets=(("max_abs_param_diff", 1e-4, "sharded step == single-device step"),),
+                         steps=steps_sharded),
+    "end_to_end": Kind(steps=steps_end_to_end),
+    "peer": Kind(split_by="record"),
+}
+
+
+def build_reports(results: Path) -> tuple[Path, Path]:
+    records = load_records(results)
+    kinds: dict[str, list[dict]] = {}
     for rec in records:
-        kinds.setdefault(str(rec["benchmark"]), []).append(rec)
-    out_dir = out_path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# Benchmark report", "", f"Generated by `benchmarks/report.py` from `{results_dir.name}/*.jsonl` "
-             f"({len(records)} records, {len(kinds)} benchmark kinds). Times are medians after warm-up; "
-             "compile time is reported apart. CPU timings on a shared machine: see `loadavg_1m`.", ""]
-    summary = []
+        kinds.setdefault(rec["benchmark"], []).append(rec)
+    devices = sorted({str(r.get("device_kind")) for r in records})
+    report = ["# Benchmark report", "", f"Generated by `python -m benchmarks.report` from `{results.name}/*.jsonl` "
+              f"({len(records)} records, {len(kinds)} kinds; device kinds: {', '.join(devices)}). Times are medians "
+              "after warm-up; compile time is reported apart. Records marked **LOADED** were measured while the "
+              "1-minute load average exceeded the core count.", "", "## Targets", ""]
     for kind, recs in kinds.items():
-        for t in TARGETS.get(kind, []):
-            res = [check_target(r, t) for r in recs]
-            summary.append(f"- **{kind}**: `{target_label(t)}` met in {sum(x is True for x in res)}/"
-                           f"{sum(x is not None for x in res)} records ({t[3]}).")
-    if summary:
-        lines += ["## Targets", ""] + summary + [""]
+        for key, threshold, meaning in KINDS.get(kind, Kind()).targets:
+            met, checked = target_results(recs, (key, threshold))
+            report.append(f"- **{kind}**: `{key} <= {threshold:g}` met in {met}/{checked} records ({meaning}).")
+    report.append("")
     for kind, recs in kinds.items():
-        pngs: list[Path] = []
-        if plots and kind in PLOTS:
-            try:
-                pngs = PLOTS[kind](recs, out_dir)
-            except Exception as err:  # a broken plot must not lose the tables
-                print(f"warning: plot for {kind} failed: {err!r}", file=sys.stderr)
-        lines.append(section(kind, recs, pngs, out_dir))
-    text = "\n".join(lines).rstrip() + "\n"
-    out_path.write_text(text, encoding="utf-8")
-    return text
+        report += kind_section(kind, recs, results)
+    steps = ["# Step benchmarks", "", f"Generated by `python -m benchmarks.report` from `{results.name}/*.jsonl`. "
+             "Ratios are within one run; absolute times belong to the machine named.", ""]
+    for kind, hooks in KINDS.items():
+        if hooks.steps and kinds.get(kind):
+            steps += hooks.steps(kinds[kind], results)
+    paths = results / "REPORT.md", results / "STEPS.md"
+    for path, lines in zip(paths, (report, steps), strict=True):
+        path.write_text(common.without_local_paths("\n".join(lines).rstrip() + "\n"), encoding="utf-8")
+    return paths
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
-    parser.add_argument("--out", default=None, help="Markdown file (default: RESULTS_DIR/REPORT.md).")
-    parser.add_argument("--no-plots", action="store_true")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default=str(common.REPO / "benchmarks" / "results"), help="folder of *.jsonl")
     args = parser.parse_args(argv)
-    results_dir = Path(args.results_dir)
-    out = Path(args.out) if args.out else results_dir / "REPORT.md"
-    build_report(results_dir, out, plots=not args.no_plots)
-    print(f"wrote {out}")
-    return out
+    print("wrote " + ", ".join(map(str, build_reports(Path(args.results)))))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,67 +1,80 @@
 #!/usr/bin/env bash
-# Every CPU benchmark at full size, then the reports: one command produces benchmarks/results/REPORT.md
-# (report.py, all benchmark kinds) and benchmarks/results/STEPS.md (step_report.py, the step benchmarks).
+# The entry point of the benchmarks: runs them, then the report (REPORT.md, STEPS.md and their plots).
 #
-#   bash benchmarks/run_all.sh                 # full run (tens of minutes on 2 quiet CPU cores)
-#   bash benchmarks/run_all.sh --quick         # smoke run of every script into a temporary folder
-#   SKIP="ablation e2e" bash benchmarks/run_all.sh    # skip some: projection scaling step_cost step_scaling e2e
-#                                                      # ablation peer
-#   PYTHON=/path/to/python bash benchmarks/run_all.sh
+#   bash benchmarks/run_all.sh           # every CPU benchmark at full size (tens of minutes on 2 quiet cores)
+#                                        #   -> benchmarks/results/*.jsonl, REPORT.md, STEPS.md, *.png
+#   bash benchmarks/run_all.sh --quick   # smoke run of every benchmark into a temporary folder
+#   bash benchmarks/run_all.sh --gpu     # step cost and projection on a GPU, each part time-capped (gpu.sh)
+#                                        #   -> benchmarks/results/gpu-*.jsonl; --gpu --quick: a smoke run of those
 #
-# Each benchmark's JSONL file is replaced (not appended to). Records carry the device, versions and the 1-min
-# load average; ratios are measured within one run. Speed is reported, never asserted.
+# Environment: PYTHON (default: the first python that imports jax and rosu_jax), SKIP="ablation peer ..." (names:
+# projection projection_scaling step_cost scaling e2e ablation peer), CIFAR_DIR (the CIFAR-10 JPEG folder of the
+# end-to-end run), TORCH_PYTHON (the peer's torch environment: without it the full run skips the peer, whose
+# committed records it would otherwise replace by the JAX half alone), ALLOW_CPU=1 (--gpu on a CPU backend).
+# --quick runs the peer's JAX half with --allow-loaded: a smoke run must not fail on a busy machine.
+# Each benchmark's JSONL file is replaced; a failing benchmark is reported and the others still run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# The interpreter: $PYTHON, else the first python on PATH that can import jax and rosu_jax.
-source benchmarks/find_python.sh
-SKIP="${SKIP:-}"
-QUICK=""
+PY="${PYTHON:-}"
+for candidate in python python3; do
+  [[ -z "$PY" ]] && "$candidate" -c "import jax, rosu_jax" 2>/dev/null && PY="$candidate"
+done
+[[ -n "$PY" ]] || { echo "run_all.sh: no python with jax and rosu_jax; set PYTHON (pip install -e .)" >&2; exit 2; }
+GPU=0
+QUICK=()
+PEER=()
 OUT=benchmarks/results
-if [[ "${1:-}" == "--quick" ]]; then
-  QUICK="--quick"
-  OUT="$(mktemp -d -t rosu-bench-XXXXXX)"
-fi
-# CIFAR-10 end-to-end run (experiments/cifar10_folder_small_cnn.py, shortened to fit ~15 minutes on 2 cores).
-CIFAR_DIR="${CIFAR_DIR:-/work/shared/data/cifar10-jpeg}"
-E2E_ARGS="${E2E_ARGS:---data-dir $CIFAR_DIR --epochs 2 --unlearn-epochs 1 --methods FT,UAM,ROSU --scenario classwise --train-per-class 1000 --test-per-class 300}"
-
-skip() { [[ " $SKIP " == *" $1 "* ]]; }
-run() {  # run NAME OUTFILE CMD...
-  local name="$1" out="$2"; shift 2
-  if skip "$name"; then echo "== skip $name"; return; fi
-  echo "== $name -> $out"
-  rm -f "$out"
-  local t0=$SECONDS
-  if "$PY" "$@" $QUICK --out "$out"; then
-    echo "== $name done in $((SECONDS - t0)) s"
-  else
-    echo "== $name FAILED (exit $?) after $((SECONDS - t0)) s; continuing"
-    FAILED+=("$name")
-  fi
-}
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) GPU=1 ;;
+    --quick) QUICK=(--quick); PEER=(--allow-loaded); OUT="$(mktemp -d -t rosu-bench-XXXXXX)" ;;  # a smoke run
+    *) echo "run_all.sh: unknown argument $arg (use --quick and/or --gpu)" >&2; exit 2 ;;
+  esac
+done
 FAILED=()
 
-mkdir -p "$OUT"
-"$PY" -c "import jax; print('device:', jax.devices()[0].device_kind, 'x', jax.device_count(), '| jax', jax.__version__)"
-run projection   "$OUT/projection.jsonl"          benchmarks/projection.py
-run scaling      "$OUT/projection_scaling.jsonl"  benchmarks/projection.py --scaling
-run step_cost    "$OUT/step_cost.jsonl"           benchmarks/step_cost.py --resnet-repeats 3 --resnet-warmup 1
-run step_scaling "$OUT/scaling.jsonl"             benchmarks/scaling.py
-if [[ -n "$QUICK" ]]; then
-  run e2e        "$OUT/end_to_end.jsonl"          benchmarks/end_to_end.py
-else
-  # shellcheck disable=SC2086  # E2E_ARGS is a word list on purpose
-  run e2e        "$OUT/end_to_end.jsonl"          benchmarks/end_to_end.py $E2E_ARGS
-fi
-run ablation     "$OUT/ablation.jsonl"            benchmarks/ablation_lambda.py
-if [[ -f benchmarks/peer_torchunlearn.py ]]; then
-  run peer       "$OUT/peer_torchunlearn.jsonl"   benchmarks/peer_torchunlearn.py
-fi
+run() {  # run NAME OUTFILE [CAP_SECONDS] -- ARGS...: python -m benchmarks.ARGS..., replacing OUTFILE
+  local name="$1" out="$2" cap=0
+  shift 2
+  [[ "$1" != "--" ]] && { cap="$1"; shift; }
+  shift
+  if [[ " ${SKIP:-} " == *" $name "* ]]; then echo "== skip $name"; return; fi
+  echo "== $name -> $out"
+  rm -f "$out"
+  local t0=$SECONDS rc=0
+  if ((cap)); then  # a capped part keeps what it wrote before the cap
+    timeout --signal=INT "$cap" "$PY" -m "benchmarks.$@" "${QUICK[@]}" --out "$out" || rc=$?
+  else
+    "$PY" -m "benchmarks.$@" "${QUICK[@]}" --out "$out" || rc=$?
+  fi
+  echo "== $name: exit $rc after $((SECONDS - t0)) s"
+  ((rc == 0)) || FAILED+=("$name")
+}
 
-"$PY" benchmarks/step_report.py --results "$OUT"
-"$PY" benchmarks/report.py --results-dir "$OUT" --out "$OUT/REPORT.md"
-echo "reports: $OUT/REPORT.md $OUT/STEPS.md"
+"$PY" -c "import jax; print('device:', jax.devices()[0].device_kind, 'x', jax.device_count(), '| jax', jax.__version__)"
+if ((GPU)); then  # budget on one H100: projection ~2 min, step cost ~4 min (compiles included)
+  BACKEND="$("$PY" -c 'import jax; print(jax.default_backend())')"
+  if [[ "$BACKEND" != "gpu" && "${ALLOW_CPU:-0}" != "1" && -z "${QUICK[*]}" ]]; then
+    echo "run_all.sh --gpu: the JAX backend is '$BACKEND'; install a CUDA jax, or set ALLOW_CPU=1" >&2
+    exit 2
+  fi
+  run projection "$OUT/gpu-projection.jsonl" 150 -- projection
+  run step_cost "$OUT/gpu-step_cost.jsonl" 270 -- step_cost --resnet-batch 128 --repeats 20 --warmup 5 --min-time 2
+else
+  run projection "$OUT/projection.jsonl" -- projection
+  run projection_scaling "$OUT/projection_scaling.jsonl" -- projection --scaling
+  run step_cost "$OUT/step_cost.jsonl" -- step_cost --resnet-repeats 3 --resnet-warmup 1
+  run scaling "$OUT/scaling.jsonl" -- scaling
+  run e2e "$OUT/end_to_end.jsonl" -- end_to_end
+  run ablation "$OUT/ablation.jsonl" -- ablation_lambda
+  if [[ -n "${TORCH_PYTHON:-}" || -n "${QUICK[*]}" ]]; then
+    run peer "$OUT/peer.jsonl" -- peer "${PEER[@]}"
+  else
+    echo "== skip peer: set TORCH_PYTHON to the torch environment's python (python -m benchmarks.peer --help)"
+  fi
+fi
+"$PY" -m benchmarks.report --results "$OUT"
 if ((${#FAILED[@]})); then
   echo "failed: ${FAILED[*]}" >&2
   exit 1

@@ -1,192 +1,229 @@
 """Step cost of ROSU against fine-tuning and UAM, the projection's share of a step, and each step's memory.
 
-For each model case (small CNN on digits 8x8x1 batch 64, small CNN on CIFAR 32x32x3 batch 128, ResNet-18 on
-CIFAR 32x32x3 batch 64 on CPU / 128 with --resnet-batch 128) it compiles one step of every method in
-``stepbench.ALL_METHODS`` plus the jitted ``retain_orthogonal_perturbation`` on the model's real g_f and g_r,
-then times them interleaved (see ``stepbench``). Records:
+Per model case (small CNN on digits 8x8x1 batch 64 and on CIFAR 32x32x3 batch 128, ResNet-18 on CIFAR batch 64;
+noise images, a one-class forget batch): one compiled step of every method in ``METHODS`` (built by the method
+registry on the vision task's losses) and the projection alone on the model's real g_f and g_r, timed round-robin.
+Records ``step_cost`` '<model>/<method>' (steps/s, spread, compile time, gradients), '<model>/projection',
+'<model>/ratios' (median per-round ratios with p10-p90; targets ROSU-lagged <= 1.03x UAM, ROSU <= 1.5x UAM,
+projection <= 2% of a ResNet-18 step, as ``met``) and ``step_memory`` '<model>/<method>' (XLA's memory analysis,
+extra over UAM; ``--memory-only``: these alone, nothing timed).
 
-  benchmark='step_cost',   case='<model>/<method>'     steps/s, median/spread, compile time, gradients per step
-  benchmark='step_cost',   case='<model>/projection'   the projection alone on this model's gradient pytrees
-  benchmark='step_cost',   case='<model>/ratios'       ROSU/UAM, ROSU-lagged/UAM, ROSU/FT, projection share,
-                                                       and whether each target of the issue is met
-  benchmark='step_memory', case='<model>/<method>'     XLA memory analysis of the compiled step (bytes) and
-                                                       the extra over UAM
-
-Targets (reported as met: true/false, never asserted): ROSU-lagged within 3% of UAM; ROSU fresh at most 1.5x
-UAM (g_f and g_r do not share a forward pass here, so ~1.5x = 3/2 gradients is the expected cost); the
-projection under 2% of a ResNet-18 step.
-
-Usage:
-  python benchmarks/step_cost.py --out benchmarks/results/step_cost.jsonl
-  python benchmarks/step_cost.py --models resnet18/cifar --resnet-batch 128 --repeats 20   # e.g. on a GPU
-  python benchmarks/step_cost.py --quick --out /tmp/s.jsonl                                 # smoke test
+  python -m benchmarks.step_cost --out benchmarks/results/step_cost.jsonl
+  python -m benchmarks.step_cost --memory-only --models resnet18/cifar --resnet-batch 256 --out memory.jsonl
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import math
 import sys
-from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import common  # noqa: E402
-import stepbench as sb  # noqa: E402
+from benchmarks import common
+from rosu_jax.core.perturbation import retain_orthogonal_perturbation
+from rosu_jax.methods import get_method
+from rosu_jax.models import build_model, count_params
+from rosu_jax.tasks.vision.losses import loss_terms
 
-BENCHMARK = "step_cost"
-TARGETS = {
-    "rosu_lagged_over_uam": 1.03,
-    "rosu_over_uam": 1.5,
-    "projection_share": 0.02,  # applies to ResNet-18; reported for every model
+# benchmark name -> (registry method, hyperparameters besides its defaults)
+METHODS = {
+    "FT": ("FT", {}),  # 1 gradient: the retain batch
+    "UAM": ("UAM", {}),  # 2: g_f at θ, g̃ at θ+δ (plus a retain forward pass at θ for BatchNorm statistics)
+    "ROSU": ("ROSU", {}),  # 3: g_f and g_r at θ, g̃ at θ+δ
+    "ROSU-lagged": ("ROSU", {"lagged": True}),  # 2: g_r = the previous step's g̃
+    "ROSU-noproj": ("UAM+λ", {}),  # 3: ROSU's step with the projection off
+}
+TOTAL_STEPS = 1000  # sets the optimizer's schedules only
+TARGETS = {"rosu_lagged_over_uam": 1.03, "rosu_over_uam": 1.5, "projection_share": 0.02}
+RATIOS = {  # name -> (numerator, denominator)
+    "rosu_over_uam": ("ROSU", "UAM"),
+    "rosu_lagged_over_uam": ("ROSU-lagged", "UAM"),
+    "rosu_over_ft": ("ROSU", "FT"),
+    "uam_over_ft": ("UAM", "FT"),
+    "rosu_lagged_over_ft": ("ROSU-lagged", "FT"),
+    "rosu_over_rosu_noproj": ("ROSU", "ROSU-noproj"),
+    "projection_share": ("projection", "ROSU"),
+    "projection_share_lagged": ("projection", "ROSU-lagged"),
 }
 
 
-def model_cases(quick: bool, resnet_batch: int, cnn_batch: int | None) -> dict[str, sb.ModelCase]:
+@dataclasses.dataclass(frozen=True)
+class ModelCase:
+    """A model and input shape; ``name`` prefixes the records' cases ('small_cnn/digits', 'mlp/h=512', ...)."""
+
+    name: str
+    model: str  # 'small_cnn' | 'resnet18' | 'mlp'
+    image_shape: tuple[int, int, int]
+    batch_size: int
+    model_kwargs: tuple[tuple[str, Any], ...] = ()
+    num_classes: int = 10
+
+    def fields(self, params) -> dict[str, Any]:
+        param_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
+        return {"model": self.model, "input_shape": list(self.image_shape), "batch_size": self.batch_size,
+                "n_params": count_params(params), "param_bytes": int(param_bytes)}
+
+
+def model_cases(quick: bool, resnet_batch: int = 64, cnn_batch: int | None = None) -> dict[str, ModelCase]:
     if quick:
-        tiny = (("widths", (4,)), ("hidden", 8))
-        return {"small_cnn/digits": sb.ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), 8, model_kwargs=tiny)}
+        return {"small_cnn/digits": ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), 8,
+                                              (("widths", (4,)), ("hidden", 8)))}
     cifar_cnn = (("widths", (32, 64, 128)), ("hidden", 128))  # experiments/cifar10_folder_small_cnn.py
-    return {
-        "small_cnn/digits": sb.ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), cnn_batch or 64),
-        "small_cnn/cifar": sb.ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), cnn_batch or 128,
-                                        model_kwargs=cifar_cnn),
-        "resnet18/cifar": sb.ModelCase("resnet18/cifar", "resnet18", (32, 32, 3), resnet_batch),
-    }
+    cases = [ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), cnn_batch or 64),
+             ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), cnn_batch or 128, cifar_cnn),
+             ModelCase("resnet18/cifar", "resnet18", (32, 32, 3), resnet_batch)]
+    return {c.name: c for c in cases}
 
 
-def run_case(case: sb.ModelCase, methods, args, env) -> list[dict]:
-    if case.model == "resnet18" and not args.quick:
-        args = argparse.Namespace(**{**vars(args), "warmup": args.resnet_warmup or args.warmup,
-                                     "repeats": args.resnet_repeats or args.repeats, "min_time": 0.0})
-    common.progress(f"[{case.name}] building and compiling {', '.join(methods)} + projection ...")
-    targets, proj, n_params, param_bytes = sb.step_targets(case, methods)
-    for t in [*targets, proj]:
-        sb.compile_target(t, sb.QUICK_COMPILER_OPTIONS if args.quick else None)
-        common.progress(f"  compiled {t.name}: {common.fmt_seconds(t.compile_s)}")
-    sb.time_interleaved([*targets, proj], warmup=args.warmup, repeats=args.repeats, min_time=args.min_time or 0.0)
-    by_name = {t.name: t for t in targets}
-    base = {"model": case.model, "input_shape": list(case.image_shape), "batch_size": case.batch_size,
-            "n_params": n_params, "param_bytes": param_bytes}
+def mlp_apply_fn(params, model_state, images, *, train: bool):
+    """A ReLU MLP on flattened images, with the models' ``apply_fn`` contract (no model state)."""
+    del train
+    x = images.reshape(images.shape[0], -1)
+    for i in range(len(params)):
+        x = x @ params[f"dense{i}"]["kernel"] + params[f"dense{i}"]["bias"]
+        x = jax.nn.relu(x) if i < len(params) - 1 else x
+    return x, model_state
+
+
+def build(case: ModelCase):
+    """(apply_fn, params, model_state) of a case; the MLP is d_in-h-h-classes with He-normal kernels."""
+    kwargs = dict(case.model_kwargs)
+    if case.model != "mlp":
+        return build_model(case.model, case.num_classes, case.image_shape[-1], seed=0, **kwargs)
+    rng = np.random.default_rng(0)
+    dims = [math.prod(case.image_shape), kwargs["hidden"], kwargs["hidden"], case.num_classes]
+    layers = enumerate(zip(dims[:-1], dims[1:], strict=True))
+    params = {f"dense{i}": {"kernel": jnp.asarray(rng.normal(0, math.sqrt(2 / a), (a, b)), jnp.float32),
+                            "bias": jnp.zeros((b,), jnp.float32)} for i, (a, b) in layers}
+    return mlp_apply_fn, params, {}
+
+
+def make_batches(case: ModelCase) -> tuple[dict, dict]:
+    """A forget batch of one class (as in class-wise forgetting) and a retain batch of the others."""
+    rng = np.random.default_rng(0)
+    shape = (case.batch_size, *case.image_shape)
+    forget = {"image": jnp.asarray(rng.normal(size=shape), jnp.float32), "label": jnp.zeros(shape[0], jnp.int32)}
+    retain = {"image": jnp.asarray(rng.normal(size=shape), jnp.float32),
+              "label": jnp.asarray(rng.integers(1, case.num_classes, shape[0]), jnp.int32)}
+    return forget, retain
+
+
+def make_stepper(method: str, terms: dict, **hyperparameters):
+    """The registry's stepper of a benchmark method (``METHODS``), with ``hyperparameters`` on top."""
+    registry_name, values = METHODS[method]
+    registry_method = get_method(registry_name)
+    return registry_method.build(terms, registry_method.configure(values | hyperparameters), TOTAL_STEPS)
+
+
+def step_targets(case: ModelCase, methods, quick: bool):
+    """(compiled step of every method, compiled projection, the case's record fields, gradients per step)."""
+    apply_fn, params, model_state = build(case)
+    terms = loss_terms(apply_fn, case.num_classes)
+    forget, retain = make_batches(case)
+    g_f, g_r = (jax.jit(jax.grad(lambda p, b, name=name: terms[name](p, model_state, b, None)[0]))(params, batch)
+                for name, batch in (("forget", forget), ("retain", retain)))
+    key = jax.random.key(0)
+    targets, gradients = [], {}
+    for method in methods:
+        stepper = make_stepper(method, terms)
+        state = stepper.init(params, model_state)
+        if method == "ROSU-lagged":  # a realistic (non-zero) previous surrogate gradient in the state
+            state = state._replace(opt_state=state.opt_state._replace(lagged_retain_grads=g_r))
+        targets.append(common.compile_fn(method, stepper.step, state, forget, retain, key, quick=quick))
+        gradients[method] = stepper.gradient_evaluations
+    rho = jnp.float32(get_method("ROSU").configure().rho)
+    projection = common.compile_fn("projection", retain_orthogonal_perturbation, g_f, g_r, rho, quick=quick)
+    return targets, projection, case.fields(params), gradients
+
+
+def ratio_fields(times: dict[str, list[float]]) -> dict[str, Any]:
+    """Each ``RATIOS`` entry as the median of the per-round ratios (robust to load drifting during the run), its
+    p10-p90, and the projection's share estimated as (ROSU − ROSU-noproj) / ROSU."""
+    out: dict[str, Any] = {"paired_ratios": {}}
+    for name, (a, b) in RATIOS.items():
+        if a in times and b in times:
+            per_round = [x / y for x, y in zip(times[a], times[b], strict=True)]
+            out[name] = common.percentile(per_round, 50)
+            out["paired_ratios"][name] = {f"p{q}": common.percentile(per_round, q) for q in (10, 50, 90)}
+    if "ROSU" in times and "ROSU-noproj" in times:
+        rosu, noproj = (common.percentile(times[m], 50) for m in ("ROSU", "ROSU-noproj"))
+        out["projection_share_by_difference"] = (rosu - noproj) / rosu
+    out["ratio_statistic"] = "median over rounds of the per-round ratio (calls interleaved round-robin)"
+    return out
+
+
+def memory_records(case: ModelCase, targets, fields: dict, gradients: dict, env: dict) -> list[dict]:
+    memory = {t.name: common.memory_of(t.compiled) for t in targets}
     records = []
-    medians = {}
     for t in targets:
-        timing = sb.timing_fields(t, args.warmup)
-        medians[t.name] = timing["median_s"]
-        rec = sb.record_base(BENCHMARK, f"{case.name}/{t.name}", env)
-        rec.update(base, method=t.name, gradient_evaluations=sb.GRADIENTS[t.name],
-                   shared_forward=sb.SHARED_FORWARD if t.name.startswith("ROSU") else None,
-                   steps_per_s=1.0 / timing["median_s"], **timing)
-        records.append(rec)
-    timing = sb.timing_fields(proj, args.warmup)
-    medians["projection"] = timing["median_s"]
-    rec = sb.record_base(BENCHMARK, f"{case.name}/projection", env)
-    rec.update(base, method="projection", **timing)
-    records.append(rec)
-
-    by_time = {t.name: t.times for t in [*targets, proj]}
-
-    def paired(a, b):
-        """Ratios of a's and b's calls in the same round of the interleaving: (p10, median, p90)."""
-        if a not in by_time or b not in by_time:
-            return None
-        rs = sorted(x / y for x, y in zip(by_time[a], by_time[b], strict=True))
-        return {f"p{q}": common._percentile(rs, q) for q in (10, 50, 90)}
-
-    def ratio(a, b):
-        """Median of the per-round ratios: robust to load that drifts during the run (the primary figure)."""
-        p = paired(a, b)
-        return None if p is None else p["p50"]
-
-    def ratio_of_medians(a, b):
-        return medians[a] / medians[b] if a in medians and b in medians else None
-
-    def min_ratio(a, b):
-        return min(by_time[a]) / min(by_time[b]) if a in by_time and b in by_time else None
-
-    pairs = {
-        "rosu_over_uam": ("ROSU", "UAM"),
-        "rosu_lagged_over_uam": ("ROSU-lagged", "UAM"),
-        "rosu_over_ft": ("ROSU", "FT"),
-        "uam_over_ft": ("UAM", "FT"),
-        "rosu_lagged_over_ft": ("ROSU-lagged", "FT"),
-        "rosu_over_rosu_noproj": ("ROSU", "ROSU-noproj"),
-        "projection_share": ("projection", "ROSU"),
-        "projection_share_lagged": ("projection", "ROSU-lagged"),
-    }
-    ratios = {k: ratio(a, b) for k, (a, b) in pairs.items()}
-    ratios.update({f"{k}_of_medians": ratio_of_medians(a, b) for k, (a, b) in pairs.items()})
-    # Ratios of the fastest call of each: the least sensitive to other processes on a shared machine.
-    ratios.update({f"{k}_min": min_ratio(a, b) for k, (a, b) in pairs.items()})
-    ratios["projection_share_by_difference"] = (
-        (medians["ROSU"] - medians["ROSU-noproj"]) / medians["ROSU"]
-        if "ROSU" in medians and "ROSU-noproj" in medians else None
-    )
-    rec = sb.record_base(BENCHMARK, f"{case.name}/ratios", env)
-    rec.update(base, **ratios,
-               ratio_statistic="median over rounds of the per-round ratio (calls interleaved round-robin)",
-               paired_ratios={k: paired(a, b) for k, (a, b) in pairs.items()},
-               shared_forward=sb.SHARED_FORWARD,
-               shared_forward_note=("g_f and g_r are separate value_and_grad calls on the forget batch (eval-mode "
-                                    "BatchNorm) and the retain batch (train mode); a shared pass would change the "
-                                    "maths under train-mode BatchNorm, so ROSU fresh costs 3 gradients vs UAM's 2"),
-               targets=TARGETS,
-               met={k: sb.met(ratios[k], v) for k, v in TARGETS.items()},
-               repeats=len(targets[0].times) if targets else args.repeats, warmup=args.warmup)
-    records.append(rec)
-
-    uam_mem = sb.memory_of(by_name["UAM"].compiled) if "UAM" in by_name else None
-    for t in targets:
-        mem = sb.memory_of(t.compiled)
-        rec = sb.record_base("step_memory", f"{case.name}/{t.name}", env)
         extra = {}
-        if uam_mem is not None and mem["peak_bytes"] is not None and uam_mem["peak_bytes"] is not None:
-            for k in ("temp_bytes", "argument_bytes", "output_bytes", "peak_bytes"):
-                extra[f"extra_{k}_over_uam"] = mem[k] - uam_mem[k]
-            extra["extra_peak_over_uam_param_trees"] = extra["extra_peak_bytes_over_uam"] / param_bytes
-        rec.update(base, method=t.name, gradient_evaluations=sb.GRADIENTS[t.name], **mem, **extra)
-        records.append(rec)
+        uam = memory.get("UAM")
+        if uam and uam["peak_bytes"] is not None and memory[t.name]["peak_bytes"] is not None:
+            extra = {f"extra_{k}_over_uam": memory[t.name][k] - uam[k]
+                     for k in ("temp_bytes", "argument_bytes", "output_bytes", "peak_bytes")}
+            extra["extra_peak_over_uam_param_trees"] = extra["extra_peak_bytes_over_uam"] / fields["param_bytes"]
+        records.append(common.record("step_memory", f"{case.name}/{t.name}", env, **fields, method=t.name,
+                                     gradient_evaluations=gradients[t.name], compile_s=t.compile_s,
+                                     **memory[t.name], **extra))
     return records
+
+
+def run_case(case: ModelCase, methods, args, env) -> list[dict]:
+    warmup, repeats, min_time = args.warmup, args.repeats, args.min_time
+    if case.model == "resnet18" and not args.quick:  # seconds per step on a CPU: few rounds
+        warmup, repeats, min_time = args.resnet_warmup or warmup, args.resnet_repeats or repeats, 0.0
+    common.progress(f"[{case.name}] compiling {', '.join(methods)} and the projection ...")
+    targets, projection, fields, gradients = step_targets(case, methods, args.quick)
+    if args.memory_only:
+        return memory_records(case, targets, fields, gradients, env)
+    common.time_fn([*targets, projection], warmup=warmup, repeats=repeats, min_time=min_time)
+    records = []
+    for t in targets:
+        timing = t.timing()
+        records.append(common.record("step_cost", f"{case.name}/{t.name}", env, **fields, method=t.name,
+                                     gradient_evaluations=gradients[t.name], shared_forward=False,
+                                     steps_per_s=1.0 / timing["median_s"], warmup=warmup, **timing))
+        common.progress(f"  {t.name:12s} {common.fmt_seconds(timing['median_s']):>10}/step  "
+                        f"compile {common.fmt_seconds(t.compile_s)}")
+    records.append(common.record("step_cost", f"{case.name}/projection", env, **fields, method="projection",
+                                 warmup=warmup, **projection.timing()))
+    ratios = ratio_fields({t.name: t.times for t in [*targets, projection]})
+    met = {k: None if ratios.get(k) is None else bool(ratios[k] <= v) for k, v in TARGETS.items()}
+    records.append(common.record("step_cost", f"{case.name}/ratios", env, **fields, **ratios, targets=TARGETS,
+                                 met=met, shared_forward=False, repeats=len(projection.times), warmup=warmup))
+    common.progress("  ratios: " + ", ".join(f"{k} {ratios[k]:.3f}" for k in TARGETS if k in ratios))
+    return records + memory_records(case, targets, fields, gradients, env)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0], "benchmarks/results/step_cost.jsonl")
-    parser.add_argument("--models", default=None, help="comma-separated model cases (default: all)")
-    parser.add_argument("--methods", default=",".join(sb.ALL_METHODS), help="comma-separated methods")
+    parser.add_argument("--models", help="comma-separated model cases (default: all)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    parser.add_argument("--memory-only", action="store_true", help="XLA memory analysis only; nothing is timed")
     parser.add_argument("--resnet-batch", type=int, default=64, help="ResNet-18 batch size (64 on CPU)")
-    parser.add_argument("--resnet-repeats", type=int, default=None,
-                        help="ResNet-18 timed rounds (default: --repeats; run_all.sh uses 3 on CPU)")
-    parser.add_argument("--resnet-warmup", type=int, default=None, help="ResNet-18 warm-up calls")
-    parser.add_argument("--cnn-batch", type=int, default=None, help="override the small-CNN batch sizes")
+    parser.add_argument("--resnet-repeats", type=int, help="ResNet-18 timed rounds (default: --repeats)")
+    parser.add_argument("--resnet-warmup", type=int, help="ResNet-18 warm-up calls (default: --warmup)")
+    parser.add_argument("--cnn-batch", type=int, help="batch size of both small-CNN cases")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.repeats = args.repeats or 2
-        args.warmup = min(args.warmup, 1)
-    args.repeats = args.repeats or 5
-    if args.min_time is None and not args.quick:
-        args.min_time = 8.0  # cheap steps: go round-robin until the slowest method has run 8 s (max 200 rounds)
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    args.warmup = min(args.warmup, 1) if args.quick else args.warmup
+    if args.min_time is None:  # cheap steps: keep going round-robin until the slowest method has run 8 s
+        args.min_time = 0.0 if args.quick else 8.0
     cases = model_cases(args.quick, args.resnet_batch, args.cnn_batch)
-    if args.models:
-        names = [m.strip() for m in args.models.split(",") if m.strip()]
-        unknown = [n for n in names if n not in cases]
-        if unknown:
-            parser.error(f"unknown model case(s) {unknown}; known: {list(cases)}")
-        cases = {n: cases[n] for n in names}
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    names = args.models.split(",") if args.models else list(cases)
+    methods = args.methods.split(",")
+    unknown = [n for n in names if n not in cases] + [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown model case or method {unknown}; cases: {list(cases)}, methods: {list(METHODS)}")
     env = common.environment()
     common.progress(f"device: {env['device_kind']} x{env['device_count']} ({env['backend']}), jax {env['jax']}")
-    summary = []
-    for case in cases.values():
-        for rec in run_case(case, methods, args, env):
+    for name in names:
+        for rec in run_case(cases[name], methods, args, env):
             common.write_jsonl(args.out, rec)
-            if rec["benchmark"] == BENCHMARK and not rec["case"].endswith("/ratios"):
-                summary.append({"case": rec["case"], "median": common.fmt_seconds(rec["median_s"]),
-                                "steps/s": rec.get("steps_per_s"), "compile": common.fmt_seconds(rec["compile_s"]),
-                                "grads": rec.get("gradient_evaluations")})
-            elif rec["case"].endswith("/ratios"):
-                shown = ("rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft", "projection_share")
-                common.progress(f"[{case.name}] " + "  ".join(f"{k} {common._cell(rec[k])}" for k in shown)
-                                + f"  met {rec['met']}")
-    common.print_table(summary, ["case", "median", "steps/s", "compile", "grads"])
     return 0
 
 

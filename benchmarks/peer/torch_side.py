@@ -1,25 +1,32 @@
-"""PyTorch half of the peer benchmark: torchunlearn's UAM (and a plain-PyTorch UAM) on the library's models.
+"""The PyTorch half of the peer benchmark: torchunlearn's UAM and a plain-PyTorch UAM on the library's models.
 
-Runs in the optional torch environment (``/work/torchenv``: torch, torchvision, torchunlearn, numpy), driven by
-``benchmarks/peer_torchunlearn.py`` over the protocol of ``benchmarks/peer/worker.py``. It imports neither JAX
-nor rosu_jax. Models replicate ``rosu_jax.models`` layer for layer (module names included, so the JAX
-parameters saved by the JAX half load here: HWIO kernels -> OIHW, dense (in, out) -> (out, in)).
+Runs in its own environment (torch, torchunlearn, numpy; ``python -m benchmarks.peer --help``) as ``python -m
+benchmarks.peer.torch_side THREADS`` from the repository root, and imports neither JAX nor rosu_jax. The driver writes
+one JSON command per line to its stdin (``info``, ``setup``, ``run``: K timed steps of one case, ``parity``, ``quit``)
+and reads one JSON answer per line. The models replicate ``rosu_jax.models`` layer for layer, module names included,
+so the JAX half's parameters load here (HWIO kernels -> OIHW, dense (in, out) -> (out, in)).
 
 Methods:
   torchunlearn-UAM  ``torchunlearn.optim.UAM(model, SGD, rho).step(cost_fn, {"Forget": ..., "Retain": ...})``,
                     the library's own step, model in train mode as its Trainer sets it. Its ascent pass runs
                     the forward/backward on cat(forget, retain) (2B samples) and keeps the forget rows' loss.
-  torch-UAM         the same maths as rosu_jax's 2-gradient UAM, in plain PyTorch: g_f on the forget batch
-                    (eval-mode BatchNorm), δ = ρ g_f/‖g_f‖, g̃ = ∇L_r(θ+δ) on the retain batch (train mode),
-                    restore θ, SGD step — per-parameter ``torch._foreach`` ops, no torchunlearn code.
+  torch-UAM         rosu_jax's 2-gradient UAM in plain PyTorch: g_f on the forget batch (eval-mode BatchNorm),
+                    δ = ρ g_f/‖g_f‖, g̃ = ∇L_r(θ+δ) on the retain batch (train mode), restore θ, SGD step, with
+                    per-parameter ``torch._foreach`` ops. One difference: rosu_jax's step also runs a forward-only
+                    retain pass at θ for the BatchNorm statistics; this one keeps those of the surrogate pass (as
+                    torchunlearn does), so it does one forward pass less than the JAX step.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import sys
 import time
-from pathlib import Path
+import traceback
+from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -27,28 +34,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from worker import loadavg_1m, serve  # noqa: E402
-
 BN_MOMENTUM_TORCH = 0.1  # = 1 - Flax's 0.9
 
 
 class SameConv(nn.Module):
-    """3x3 conv, bias-free unless asked. ``same_padding``: pad like XLA's 'SAME' (stride 2: (0, 1)), for the
-    parity check only; the timed models use PyTorch's usual symmetric ``padding=1`` (same shapes and FLOPs)."""
+    """A bias-free conv. ``same_padding`` pads like XLA's 'SAME' (stride 2: (0, 1)), for the parity check only; the
+    timed models use PyTorch's symmetric padding (the same shapes and FLOPs)."""
 
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, bias: bool, same_padding: bool):
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, same_padding: bool):
         super().__init__()
-        self.k, self.stride = k, stride
-        self.asym = same_padding and k == 3 and stride == 2
-        pad = 0 if (k == 1 or self.asym) else k // 2
-        self.conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=bias)
+        self.pad = (0, 1, 0, 1) if same_padding and k == 3 and stride == 2 else None
+        self.conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=0 if k == 1 or self.pad else k // 2, bias=False)
 
     def forward(self, x):
-        if self.asym:
-            x = F.pad(x, (0, 1, 0, 1))
-        return self.conv(x)
+        return self.conv(F.pad(x, self.pad) if self.pad else x)
 
 
 def _bn(c: int) -> nn.BatchNorm2d:
@@ -63,7 +62,7 @@ class TorchSmallCNN(nn.Module):
         self.num_stages = len(widths)
         c_in = in_channels
         for i, w in enumerate(widths):
-            setattr(self, f"conv{i}", SameConv(c_in, w, 3, 1 if i == 0 else 2, False, same_padding))
+            setattr(self, f"conv{i}", SameConv(c_in, w, 3, 1 if i == 0 else 2, same_padding))
             setattr(self, f"bn{i}", _bn(w))
             c_in = w
         self.fc1 = nn.Linear(c_in, hidden)
@@ -79,13 +78,13 @@ class TorchSmallCNN(nn.Module):
 class TorchBasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, same_padding: bool):
         super().__init__()
-        self.conv1 = SameConv(c_in, c_out, 3, stride, False, same_padding)
+        self.conv1 = SameConv(c_in, c_out, 3, stride, same_padding)
         self.bn1 = _bn(c_out)
-        self.conv2 = SameConv(c_out, c_out, 3, 1, False, same_padding)
+        self.conv2 = SameConv(c_out, c_out, 3, 1, same_padding)
         self.bn2 = _bn(c_out)
         self.has_projection = stride != 1 or c_in != c_out
         if self.has_projection:
-            self.proj_conv = SameConv(c_in, c_out, 1, stride, False, same_padding)
+            self.proj_conv = SameConv(c_in, c_out, 1, stride, same_padding)
             self.proj_bn = _bn(c_out)
 
     def forward(self, x):
@@ -102,7 +101,7 @@ class TorchResNet18(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 3, same_padding: bool = False):
         super().__init__()
-        self.stem_conv = SameConv(in_channels, 64, 3, 1, False, same_padding)
+        self.stem_conv = SameConv(in_channels, 64, 3, 1, same_padding)
         self.stem_bn = _bn(64)
         names, c_in = [], 64
         for s, (width, stride) in enumerate(self.STAGES):
@@ -122,22 +121,16 @@ class TorchResNet18(nn.Module):
 
 
 def build_torch_model(name: str, num_classes: int, in_channels: int, *, same_padding=False, **kwargs) -> nn.Module:
-    if name == "small_cnn":
-        return TorchSmallCNN(num_classes, in_channels, same_padding=same_padding, **kwargs)
-    if name == "resnet18":
-        return TorchResNet18(num_classes, in_channels, same_padding=same_padding)
-    raise ValueError(f"unknown model {name!r}")
+    model = {"small_cnn": TorchSmallCNN, "resnet18": TorchResNet18}[name]
+    return model(num_classes, in_channels, same_padding=same_padding, **kwargs)
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def load_jax_params(model: nn.Module, npz_path: str) -> int:
-    """Copy the JAX half's parameters (npz keyed 'conv0/kernel', ...) into ``model``; returns tensors loaded."""
+def load_jax_params(model: nn.Module, npz_path: str) -> None:
+    """Copy the JAX half's parameters (npz keyed 'conv0/kernel', ...) into ``model``, every one of them."""
     arrays = np.load(npz_path)
     by_name = dict(model.named_parameters())
-    loaded = 0
+    if len(arrays.files) != len(by_name):
+        raise ValueError(f"{len(arrays.files)} JAX parameters for {len(by_name)} torch parameters")
     for key in arrays.files:
         value = arrays[key]
         path, leaf = key.rsplit("/", 1)
@@ -155,15 +148,6 @@ def load_jax_params(model: nn.Module, npz_path: str) -> int:
             raise ValueError(f"{key}: JAX shape {value.shape} vs torch {tuple(param.shape)}")
         with torch.no_grad():
             param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
-        loaded += 1
-    if loaded != len(by_name):
-        raise ValueError(f"loaded {loaded} of {len(by_name)} torch parameters")
-    return loaded
-
-
-# --------------------------------------------------------------------------------------------------------
-# Steps
-# --------------------------------------------------------------------------------------------------------
 
 
 def make_torchunlearn_uam(model: nn.Module, lr: float, momentum: float, weight_decay: float, rho: float):
@@ -209,158 +193,86 @@ def make_plain_uam(model: nn.Module, lr: float, momentum: float, weight_decay: f
 STEP_FACTORIES = {"torchunlearn-UAM": make_torchunlearn_uam, "torch-UAM": make_plain_uam}
 
 
-# --------------------------------------------------------------------------------------------------------
-# Worker
-# --------------------------------------------------------------------------------------------------------
-
-CASES: dict[str, dict[str, Any]] = {}
+CASES: dict[str, tuple] = {}
 
 
-def _to_torch(images_nhwc: np.ndarray, labels: np.ndarray, channels_last: bool = False):
-    x = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, torch.from_numpy(labels.astype(np.int64))
+def _to_torch(images_nhwc: np.ndarray, labels: np.ndarray):
+    return torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))), torch.from_numpy(
+        labels.astype(np.int64))
 
 
 def info(_: dict[str, Any]) -> dict[str, Any]:
     try:
-        import torchunlearn
-
-        tu_version = getattr(torchunlearn, "__version__", None)
-        from importlib.metadata import version
-
-        tu_dist = version("torchunlearn")
-    except ImportError:
-        tu_version = tu_dist = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
-        "torchunlearn": tu_dist or tu_version,
-        "numpy": np.__version__,
-        "torch_num_threads": torch.get_num_threads(),
-        "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
-        "torch_parallel_info": torch.__config__.parallel_info().splitlines()[:8],
-        "backend": "cpu",
-        "device_kind": "cpu",
-    }
+        torchunlearn = metadata.version("torchunlearn")
+    except metadata.PackageNotFoundError:
+        torchunlearn = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+            "torchunlearn": torchunlearn, "numpy": np.__version__, "torch_num_threads": torch.get_num_threads(),
+            "torch_num_interop_threads": torch.get_num_interop_threads(),
+            "mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+            "backend": "cpu", "device_kind": "cpu"}
 
 
 def setup(msg: dict[str, Any]) -> dict[str, Any]:
-    t0 = time.perf_counter()
     data = np.load(msg["data_path"])
-    kwargs = msg.get("model_kwargs") or {}
-    model = build_torch_model(msg["model"], msg["num_classes"], data["forget_x"].shape[-1], **kwargs)
-    n_params = count_params(model)
-    if msg.get("params_path"):
-        load_jax_params(model, msg["params_path"])
+    model = build_torch_model(msg["model"], msg["num_classes"], data["forget_x"].shape[-1],
+                              **(msg.get("model_kwargs") or {}))
+    load_jax_params(model, msg["params_path"])
     forget = _to_torch(data["forget_x"], data["forget_y"])
     retain = _to_torch(data["retain_x"], data["retain_y"])
     step = STEP_FACTORIES[msg["method"]](model, msg["lr"], msg["momentum"], msg["weight_decay"], msg["rho"])
-    setup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(msg.get("warmup", 2)):
+    for _ in range(msg["warmup"]):
         step(forget, retain)
-    warmup_s = time.perf_counter() - t0
-    CASES[msg["case_id"]] = {"step": step, "forget": forget, "retain": retain, "model": model}
-    return {"n_params": n_params, "setup_s": setup_s, "warmup_s": warmup_s, "compile_s": None}
+    CASES[msg["case_id"]] = (step, forget, retain)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"n_params": n_params, "warmup_s": time.perf_counter() - t0, "compile_s": None}
 
 
 def run(msg: dict[str, Any]) -> dict[str, Any]:
-    case = CASES[msg["case_id"]]
-    step, forget, retain = case["step"], case["forget"], case["retain"]
-    load = loadavg_1m()
+    """``steps`` steps of one case, timed: the driver's block."""
+    step, forget, retain = CASES[msg["case_id"]]
     t0 = time.perf_counter()
     for _ in range(msg["steps"]):
         step(forget, retain)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "loadavg_1m": load}
+    return {"seconds": time.perf_counter() - t0}
 
 
 def parity(msg: dict[str, Any]) -> dict[str, Any]:
     """Eval-mode logits of the torch model (XLA 'SAME' padding) with the JAX parameters vs the JAX logits."""
     data = np.load(msg["data_path"])
-    ref = np.load(msg["logits_path"])
+    reference = np.load(msg["logits_path"])["logits"]
     model = build_torch_model(msg["model"], msg["num_classes"], data["retain_x"].shape[-1], same_padding=True)
     load_jax_params(model, msg["params_path"])
     model.eval()
     with torch.no_grad():
         logits = model(_to_torch(data["retain_x"], data["retain_y"])[0]).numpy()
-    err = float(np.max(np.abs(logits - ref["logits"])))
-    return {"max_abs_logit_diff": err, "max_abs_logit": float(np.max(np.abs(ref["logits"])))}
+    return {"max_abs_logit_diff": float(np.max(np.abs(logits - reference))),
+            "max_abs_logit": float(np.max(np.abs(reference)))}
 
 
-def _time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def diag(msg: dict[str, Any]) -> dict[str, Any]:
-    """Where the time goes: forward / forward+backward of the whole model and of single conv layers."""
-    data = np.load(msg["data_path"])
-    repeats = msg.get("repeats", 5)
-    out: dict[str, Any] = {}
-    for layout in ("nchw", "channels_last"):
-        cl = layout == "channels_last"
-        model = build_torch_model(msg["model"], msg["num_classes"], data["retain_x"].shape[-1])
-        if cl:
-            model = model.to(memory_format=torch.channels_last)
-        x, y = _to_torch(data["retain_x"], data["retain_y"], channels_last=cl)
-        model.train()
-
-        def fwd(model=model, x=x):
-            with torch.no_grad():
-                model(x)
-
-        def fwd_bwd(model=model, x=x, y=y):
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-
-        out[f"model_fwd_{layout}_s"] = _time(fwd, repeats)
-        out[f"model_fwd_bwd_{layout}_s"] = _time(fwd_bwd, repeats)
-    for spec in msg.get("convs", []):
-        n, h, w, c_in, c_out, stride = spec
-        conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        x = torch.randn(n, c_in, h, w, requires_grad=True)
-
-        def cfwd(conv=conv, x=x):
-            with torch.no_grad():
-                conv(x)
-
-        def cfwd_bwd(conv=conv, x=x):
-            conv.zero_grad(set_to_none=True)
-            x.grad = None
-            conv(x).sum().backward()
-
-        key = "conv_{}x{}x{}_{}to{}_s{}".format(*spec)
-        out[f"{key}_fwd_s"] = _time(cfwd, repeats)
-        out[f"{key}_fwd_bwd_s"] = _time(cfwd_bwd, repeats)
-    # per-op dispatch: a chain of tiny elementwise ops
-    small = torch.zeros(8)
-
-    def tiny_ops(small=small):
-        y = small
-        for _ in range(100):
-            y = y + 1.0
-        return y
-
-    out["dispatch_100_tiny_adds_s"] = _time(tiny_ops, repeats)
-    out["loadavg_1m"] = loadavg_1m()
-    return out
-
-
-def main() -> None:
-    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
-    serve({"info": info, "setup": setup, "run": run, "parity": parity, "diag": diag})
+def serve(handlers: dict[str, Callable[[dict], dict]]) -> None:
+    """Answer commands from stdin until ``quit``; everything else printed goes to stderr, so library chatter cannot
+    corrupt the answers, and a handler that raises answers ``{"error": ...}``."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        if message.get("cmd") == "quit":
+            protocol.write(json.dumps({"ok": True}) + "\n")
+            break
+        try:
+            reply = handlers[message["cmd"]](message)
+        except Exception as exc:  # noqa: BLE001 - reported to the driver, which decides
+            traceback.print_exc()
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        protocol.write(json.dumps(reply) + "\n")
+    protocol.close()
 
 
 if __name__ == "__main__":
-    main()
+    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    serve({"info": info, "setup": setup, "run": run, "parity": parity})
