@@ -28,12 +28,13 @@ GRIDS = ({"amplification": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2), "rho": (0.5,)},  #
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/ablation.jsonl", help="JSONL file to append to")
-    parser.add_argument("--quick", action="store_true", help="one grid point, one epoch (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="one point, 30 images per class, one epoch (smoke test)")
     parser.add_argument("--work-dir", help="checkpoints and cached rows (default: a temporary folder)")
     args = parser.parse_args(argv)
     task, grids = VisionConfig(), GRIDS
     if args.quick:
-        task = VisionConfig(train=TrainingRecipe(epochs=1), unlearn_epochs=1, scenarios=("classwise",))
+        task = VisionConfig(train=TrainingRecipe(epochs=1), unlearn_epochs=1, scenarios=("classwise",),
+                            train_per_class=30)
         grids = ({"amplification": (0.05,), "rho": (0.5,)},)
     env = common.environment()
     with tempfile.TemporaryDirectory(prefix="rosu-ablation-") as tmp:

@@ -77,6 +77,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str, float]:
+    """p10, median and p90 of the ratios of paired measurements (the same round of ``time_fn``, or the same repeat)."""
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    return {f"p{q}": percentile(ratios, q) for q in (10, 50, 90)}
+
+
 def summarize(times: Sequence[float]) -> dict[str, float | int]:
     """Median, p10/p90, IQR, min and mean of per-call times (seconds)."""
     return {"median_s": statistics.median(times), "p10_s": percentile(times, 10), "p90_s": percentile(times, 90),
@@ -173,7 +179,7 @@ def without_local_paths(text: str, *extra: tuple[str, str]) -> str:
 
 def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     """The flags every benchmark shares: ``--out``, ``--quick``, ``--repeats``, ``--warmup``, ``--min-time``."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=default_out, help="JSONL file to append one record per case to")
     parser.add_argument("--quick", action="store_true", help="toy sizes and few repeats (smoke test)")
     parser.add_argument("--repeats", type=int, help="timed rounds per measurement (minimum)")

@@ -142,7 +142,7 @@ def cases(args) -> list[tuple[str, dict, str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = common.base_parser(__doc__.splitlines()[0], "benchmarks/results/projection.jsonl")
+    parser = common.base_parser(__doc__, "benchmarks/results/projection.jsonl")
     parser.add_argument("--scaling", action="store_true", help="time vs parameter count (one flat float32 vector)")
     parser.add_argument("--max-params", type=int, default=200_000_000, help="largest --scaling size")
     parser.add_argument("--many-leaves", type=int, default=256, help="leaf count of the 'many' layout")

@@ -171,8 +171,7 @@ def plot_projection(recs: list[dict], out_dir: Path) -> list[Path]:
         for ax in (ax1, ax2):
             ax.grid(True, which="both", alpha=0.3)
             ax.legend()
-        fig.suptitle(f"{scaling[0].get('device_kind')} x{scaling[0].get('device_count')}, "
-                     f"{scaling[0].get('cpu_count')} CPUs, jax {scaling[0].get('jax')}", fontsize=9)
+        fig.suptitle(machine(scaling), fontsize=8)
         written.append(save(fig, out_dir / "projection_scaling.png"))
     cases = [r for r in recs if r.get("mode", "case") == "case"]
     if cases:

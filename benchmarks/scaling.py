@@ -125,7 +125,7 @@ def ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = common.base_parser(__doc__.splitlines()[0], "benchmarks/results/scaling.jsonl")
+    parser = common.base_parser(__doc__, "benchmarks/results/scaling.jsonl")
     parser.add_argument("--mlp-hidden", type=ints, help="MLP hidden widths h")
     parser.add_argument("--cnn-width", type=ints, help="small-CNN base widths w")
     parser.add_argument("--methods", default="FT,UAM,ROSU,ROSU-lagged")

@@ -68,13 +68,13 @@ class ModelCase:
                 "n_params": count_params(params), "param_bytes": int(param_bytes)}
 
 
-def model_cases(quick: bool, resnet_batch: int = 64, cnn_batch: int | None = None) -> dict[str, ModelCase]:
+def model_cases(quick: bool, resnet_batch: int = 64) -> dict[str, ModelCase]:
     if quick:
         return {"small_cnn/digits": ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), 8,
                                               (("widths", (4,)), ("hidden", 8)))}
     cifar_cnn = (("widths", (32, 64, 128)), ("hidden", 128))  # experiments/cifar10_folder_small_cnn.py
-    cases = [ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), cnn_batch or 64),
-             ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), cnn_batch or 128, cifar_cnn),
+    cases = [ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), 64),
+             ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), 128, cifar_cnn),
              ModelCase("resnet18/cifar", "resnet18", (32, 32, 3), resnet_batch)]
     return {c.name: c for c in cases}
 
@@ -146,9 +146,8 @@ def ratio_fields(times: dict[str, list[float]]) -> dict[str, Any]:
     out: dict[str, Any] = {"paired_ratios": {}}
     for name, (a, b) in RATIOS.items():
         if a in times and b in times:
-            per_round = [x / y for x, y in zip(times[a], times[b], strict=True)]
-            out[name] = common.percentile(per_round, 50)
-            out["paired_ratios"][name] = {f"p{q}": common.percentile(per_round, q) for q in (10, 50, 90)}
+            out["paired_ratios"][name] = common.paired_ratio(times[a], times[b])
+            out[name] = out["paired_ratios"][name]["p50"]
     if "ROSU" in times and "ROSU-noproj" in times:
         rosu, noproj = (common.percentile(times[m], 50) for m in ("ROSU", "ROSU-noproj"))
         out["projection_share_by_difference"] = (rosu - noproj) / rosu
@@ -175,7 +174,7 @@ def memory_records(case: ModelCase, targets, fields: dict, gradients: dict, env:
 def run_case(case: ModelCase, methods, args, env) -> list[dict]:
     warmup, repeats, min_time = args.warmup, args.repeats, args.min_time
     if case.model == "resnet18" and not args.quick:  # seconds per step on a CPU: few rounds
-        warmup, repeats, min_time = args.resnet_warmup or warmup, args.resnet_repeats or repeats, 0.0
+        warmup, repeats, min_time = args.resnet_warmup, args.resnet_repeats, 0.0
     common.progress(f"[{case.name}] compiling {', '.join(methods)} and the projection ...")
     targets, projection, fields, gradients = step_targets(case, methods, args.quick)
     if args.memory_only:
@@ -200,20 +199,19 @@ def run_case(case: ModelCase, methods, args, env) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = common.base_parser(__doc__.splitlines()[0], "benchmarks/results/step_cost.jsonl")
+    parser = common.base_parser(__doc__, "benchmarks/results/step_cost.jsonl")
     parser.add_argument("--models", help="comma-separated model cases (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
     parser.add_argument("--memory-only", action="store_true", help="XLA memory analysis only; nothing is timed")
     parser.add_argument("--resnet-batch", type=int, default=64, help="ResNet-18 batch size (64 on CPU)")
-    parser.add_argument("--resnet-repeats", type=int, help="ResNet-18 timed rounds (default: --repeats)")
-    parser.add_argument("--resnet-warmup", type=int, help="ResNet-18 warm-up calls (default: --warmup)")
-    parser.add_argument("--cnn-batch", type=int, help="batch size of both small-CNN cases")
+    parser.add_argument("--resnet-repeats", type=int, default=3, help="ResNet-18 timed rounds")
+    parser.add_argument("--resnet-warmup", type=int, default=1, help="ResNet-18 warm-up calls")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.warmup = min(args.warmup, 1) if args.quick else args.warmup
     if args.min_time is None:  # cheap steps: keep going round-robin until the slowest method has run 8 s
         args.min_time = 0.0 if args.quick else 8.0
-    cases = model_cases(args.quick, args.resnet_batch, args.cnn_batch)
+    cases = model_cases(args.quick, args.resnet_batch)
     names = args.models.split(",") if args.models else list(cases)
     methods = args.methods.split(",")
     unknown = [n for n in names if n not in cases] + [m for m in methods if m not in METHODS]

@@ -237,16 +237,15 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
         ratios = {}
         for name, (num, den) in RATIOS.items():
             if num in rates and den in rates:
-                per_repeat = [a / b for a, b in zip(rates[num], rates[den], strict=True)]
-                ratios[name] = statistics.median(per_repeat)
-                ratios[f"{name}_spread"] = {f"p{q}": common.percentile(per_repeat, q) for q in (10, 90)}
+                ratios[f"{name}_spread"] = common.paired_ratio(rates[num], rates[den])
+                ratios[name] = ratios[f"{name}_spread"]["p50"]
         records.append(common.record("peer", f"{label}/ratio", env["jax"], record="ratio", **base, **ratios,
                                      torch=env["torch"].get("torch"), torchunlearn=env["torch"].get("torchunlearn")))
     return records
 
 
 def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = common.loadavg_1m) -> int:
-    parser = common.base_parser(__doc__.splitlines()[0], "benchmarks/results/peer.jsonl")
+    parser = common.base_parser(__doc__, "benchmarks/results/peer.jsonl")
     parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON"),
                         help="interpreter of the torch environment (default: $TORCH_PYTHON)")
     parser.add_argument("--no-torch", action="store_true", help="run only the JAX half")

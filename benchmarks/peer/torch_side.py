@@ -208,8 +208,6 @@ def info(_: dict[str, Any]) -> dict[str, Any]:
         torchunlearn = None
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
             "torchunlearn": torchunlearn, "numpy": np.__version__, "torch_num_threads": torch.get_num_threads(),
-            "torch_num_interop_threads": torch.get_num_interop_threads(),
-            "mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
             "backend": "cpu", "device_kind": "cpu"}
 
 
