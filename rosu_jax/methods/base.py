@@ -19,7 +19,6 @@ from rosu_jax.steps.state import LossFn, Stepper
 from rosu_jax.transforms.optimizers import OPTIMIZERS, make_optimizer
 from rosu_jax.transforms.schedules import SCHEDULES
 
-
 FLOAT32_MAX = 3.4028234663852886e38
 
 

@@ -47,7 +47,7 @@ class ScrubSettings(OptimizerSettings):
 def _relabel_objective(terms):
     relabel, retain = terms["relabel"], terms["retain"]
 
-    def objective(params, model_state, forget_batch, retain_batch, key):
+    def objective(params, model_state, forget_batch, retain_batch, key, extras):
         loss_f, _ = relabel(params, model_state, forget_batch, key)
         loss_r, new_state = retain(params, model_state, retain_batch, key)
         return loss_f + loss_r, (new_state, {"random_label_loss": loss_f, "retain_loss": loss_r})

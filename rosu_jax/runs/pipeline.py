@@ -101,7 +101,23 @@ def run_pipeline(
         # Every split is made (and checked) before any training.
         settings = {(seed, s): task.setting(data, s, seed) for seed in config.seeds for s in task.scenarios()}
         run = Run(config, task, variants, work_dir, mesh, progress, log, fresh)
-        return _run(run, data, settings)
+        try:
+            _prefetch(run, settings)
+            return _run(run, data, settings)
+        finally:
+            run.steppers.close()
+
+
+def _prefetch(run: Run, settings: dict) -> None:
+    """Start compiling every unlearning step now, in the background, in the order the runs will need them (the
+    other seeds reuse them: same shapes)."""
+    seed = run.config.seeds[0]
+    params, model_state = run.task.init_model(seed)
+    terms = run.task.loss_terms()
+    for scenario in run.task.scenarios():
+        data = run.task.unlearning_data(settings[(seed, scenario)], seed)
+        for name, method_settings in run.variants:
+            run.steppers.prefetch(get_method(name), method_settings, terms, params, model_state, data, run.mesh)
 
 
 def _run(run: Run, data, settings: dict) -> RunOutput:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -58,13 +59,26 @@ class UnlearnResult:
     coupling_source: str  # 'exact (every step)', 'probe (N steps, outside the timed step)' or 'none'
 
 
-class StepperCache:
-    """Each (method, settings, steps) stepper built once and each compiled step compiled once, so runs with the
-    same shapes (other seeds, the other scenario of equal size) reuse them."""
+@dataclasses.dataclass
+class Plan:
+    """What one unlearning run compiles and steps: the stepper, its abstract state and example batches."""
 
-    def __init__(self):
+    stepper: Stepper
+    template: PyTree
+    example: tuple
+    mesh: Mesh | None
+    total_steps: int
+
+
+class StepperCache:
+    """Steppers built once per (method, settings, steps) and their steps compiled once per shape, ahead of time:
+    ``prefetch`` compiles in a background thread (XLA compiles outside the GIL, so on two cores the compile of later
+    methods overlaps the training and the runs of earlier ones), ``compiled`` waits for it or compiles now."""
+
+    def __init__(self, workers: int = 1):
         self._steppers: dict[tuple, Stepper] = {}
-        self._compiled: dict[tuple, Callable] = {}
+        self._compiled: dict[tuple, Future] = {}
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rosu-compile")
 
     def stepper(self, method: Method, settings: OptimizerSettings, terms, total_steps: int) -> Stepper:
         key = (method.name, settings, id(terms["retain"]), total_steps)
@@ -72,17 +86,40 @@ class StepperCache:
             self._steppers[key] = method.build(terms, settings, total_steps)
         return self._steppers[key]
 
-    def compiled(self, stepper: Stepper, mesh: Mesh | None, state, forget_batch, retain_batch, key) -> Callable:
-        """The stepper's step compiled for these argument shapes (on a mesh: with the mesh's shardings)."""
-        args = (state, forget_batch, retain_batch)
+    def plan(self, method, settings, terms, params, model_state, data: UnlearningData, mesh) -> Plan:
+        total_steps = data.steps_per_epoch * data.epochs
+        stepper = self.stepper(method, settings, terms, total_steps)
+        template = abstract_state(stepper, method, settings, terms, params, model_state, data, mesh)
+        place = (lambda b: b) if mesh is None else batch_placer(mesh)
+        return Plan(stepper, template, tuple(place(b) for b in data.example), mesh, total_steps)
+
+    def _submit(self, plan: Plan) -> Future:
+        args = (plan.template, *plan.example)
         signature = tuple(
             (np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False))) for x in jax.tree.leaves(args)
         )
-        cache_key = (id(stepper), mesh, jax.tree.structure(args), signature)
-        if cache_key not in self._compiled:
-            jitted = stepper.step if mesh is None else sharded_step(stepper, mesh, state).jitted
-            self._compiled[cache_key] = jitted.lower(state, forget_batch, retain_batch, key).compile()
-        return self._compiled[cache_key]
+        key = (id(plan.stepper), plan.mesh, jax.tree.structure(args), signature)
+        if key not in self._compiled:
+            self._compiled[key] = self._pool.submit(_compile, plan)
+        return self._compiled[key]
+
+    def prefetch(self, *plan_args) -> None:
+        """Start compiling the step of ``plan(*plan_args)`` in the background."""
+        self._submit(self.plan(*plan_args))
+
+    def compiled(self, plan: Plan) -> tuple[Callable, float]:
+        """(the compiled step, its compile seconds), waiting for a prefetched compile if one is running."""
+        return self._submit(plan).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _compile(plan: Plan) -> tuple[Callable, float]:
+    started = time.perf_counter()
+    jitted = plan.stepper.step if plan.mesh is None else sharded_step(plan.stepper, plan.mesh, plan.template).jitted
+    compiled = jitted.lower(plan.template, *plan.example, jax.random.key(0)).compile()
+    return compiled, time.perf_counter() - started
 
 
 def abstract_state(stepper: Stepper, method: Method, settings, terms, params, model_state, data, mesh):
@@ -119,17 +156,13 @@ def run_unlearning(
     batches are split over the mesh, and the step keeps that layout.
     """
     steppers = steppers or StepperCache()
-    total_steps = data.steps_per_epoch * data.epochs
-    stepper = steppers.stepper(method, settings, terms, total_steps)
+    plan = steppers.plan(method, settings, terms, params, model_state, data, mesh)
+    stepper, total_steps = plan.stepper, plan.total_steps
     place = (lambda b: b) if mesh is None else batch_placer(mesh)
     base_key = jax.random.key(seed)
-
-    # Compile first (timed apart): the state's shapes do not depend on the extras' values.
-    template = abstract_state(stepper, method, settings, terms, params, model_state, data, mesh)
-    example_f, example_r = (place(b) for b in data.example)
-    started = time.perf_counter()
-    step = steppers.compiled(stepper, mesh, template, example_f, example_r, base_key)
-    compile_s = time.perf_counter() - started
+    # Compiled first (timed apart, perhaps already in the background): the state's shapes do not depend on the
+    # extras' values.
+    step, compile_s = steppers.compiled(plan)
 
     probe = None
     if method.coupling == "probe":

@@ -27,7 +27,7 @@ import optax
 from rosu_jax.core.perturbation import DEFAULT_EPS, coupling
 from rosu_jax.core.tree_math import tree_all_finite, tree_norm
 from rosu_jax.core.types import PyTree, ScalarOrSchedule
-from rosu_jax.steps.state import LossFn, Stepper, UnlearnState, maybe_jit
+from rosu_jax.steps.state import LossFn, Stepper, UnlearnState, bind_extras, maybe_jit
 from rosu_jax.transforms.rosu import DEFAULT_AMPLIFICATION, DEFAULT_RHO, rosu
 
 
@@ -75,6 +75,7 @@ def make_rosu_step(
     """
     if forget_sign not in (1.0, -1.0):
         raise ValueError(f"forget_sign must be +1.0 or -1.0, got {forget_sign!r}.")
+    forget_term, retain_term = forget_loss_fn, retain_loss_fn
     transformation = rosu(outer_optimizer, rho, amplification, project=project, lagged=lagged, eps=eps)
 
     def init(params: PyTree, model_state: PyTree | None = None, extras: PyTree = None) -> UnlearnState:
@@ -89,6 +90,7 @@ def make_rosu_step(
     def step(state: UnlearnState, forget_batch, retain_batch, key: jax.Array):
         forget_key, retain_key = jax.random.split(key)
         model_state = state.model_state
+        forget_loss_fn, retain_loss_fn = bind_extras(forget_term, state.extras), bind_extras(retain_term, state.extras)
 
         def forget_objective(p):
             loss, _ = forget_loss_fn(p, model_state, forget_batch, forget_key)
@@ -176,10 +178,12 @@ def make_coupling_probe(forget_loss_fn: LossFn, retain_loss_fn: LossFn, *, forge
     measured by this separate function, on a sample of steps and outside the timed step, with the same batches
     and the same key split as the step itself.
     """
+    forget_term, retain_term = forget_loss_fn, retain_loss_fn
 
     def probe(state: UnlearnState, forget_batch, retain_batch, key: jax.Array):
         forget_key, retain_key = jax.random.split(key)
         model_state = state.model_state
+        forget_loss_fn, retain_loss_fn = bind_extras(forget_term, state.extras), bind_extras(retain_term, state.extras)
         forget_grads = jax.grad(lambda p: forget_sign * forget_loss_fn(p, model_state, forget_batch, forget_key)[0])(
             state.params
         )

@@ -1,8 +1,9 @@
 """The step of a method that descends one combined objective of the forget and retain batches.
 
 RL and SalUn (relabelled forget loss + retain loss), GradDiff, IdK, NPO, SimNPO and RMU are all of this form:
-``objective(params, model_state, forget_batch, retain_batch, key) -> (loss, (new_model_state, metrics))`` is
-differentiated once (one backward pass over both batches) and the optimizer applies the gradient.
+``objective(params, model_state, forget_batch, retain_batch, key, extras) -> (loss, (new_model_state, metrics))``
+is differentiated once (one backward pass over both batches) and the optimizer applies the gradient; ``extras``
+are the state's (the constants the method keeps, or None).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def make_objective_step(
 
     def step(state: UnlearnState, forget_batch, retain_batch, key):
         (_, (new_model_state, metrics)), grads = jax.value_and_grad(objective, has_aux=True)(
-            state.params, state.model_state, forget_batch, retain_batch, key
+            state.params, state.model_state, forget_batch, retain_batch, key, state.extras
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params, mask=state.mask)
         params = optax.apply_updates(state.params, updates)

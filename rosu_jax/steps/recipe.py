@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import optax
 
-from rosu_jax.steps.state import LossFn, Stepper, UnlearnState, finish, make_init, maybe_jit
+from rosu_jax.steps.state import LossFn, Stepper, UnlearnState, bind_extras, finish, make_init, maybe_jit
 from rosu_jax.transforms.recipes import masked_updates
 
 
@@ -29,8 +29,10 @@ def make_recipe_step(
     if forget_loss_fn is None and retain_loss_fn is None:
         raise ValueError("make_recipe_step needs a forget loss, a retain loss, or both.")
     transformation = masked_updates(transformation)
+    forget_term, retain_term = forget_loss_fn, retain_loss_fn
 
     def step(state: UnlearnState, forget_batch, retain_batch, key):
+        forget_loss_fn, retain_loss_fn = bind_extras(forget_term, state.extras), bind_extras(retain_term, state.extras)
         metrics = {}
         forget_grads = retain_grads = None
         new_model_state = state.model_state

@@ -17,7 +17,8 @@ Metrics = dict[str, jax.Array]
 
 # A loss on one batch: (params, model_state, batch, key) -> (scalar loss, new model_state).
 # model_state holds what is not trained: BatchNorm running statistics, frozen weights of a partly trained model
-# ({} when there is nothing).
+# ({} when there is nothing). A loss marked with ``uses_extras`` also receives the state's extras (the constants a
+# method keeps beside the weights, e.g. NPO's reference log-likelihoods) as a fifth argument.
 LossFn = Callable[[PyTree, PyTree, Batch, jax.Array], tuple[jax.Array, PyTree]]
 
 
@@ -73,3 +74,16 @@ def finish(state: UnlearnState, params, model_state, opt_state, metrics: Metrics
 
 def maybe_jit(step: StepFn, jit: bool) -> StepFn:
     return jax.jit(step) if jit else step
+
+
+def uses_extras(loss_fn: Callable) -> Callable:
+    """Mark ``loss_fn(params, model_state, batch, key, extras)``: the steps pass it ``state.extras``."""
+    loss_fn.uses_extras = True
+    return loss_fn
+
+
+def bind_extras(loss_fn: Callable | None, extras: PyTree) -> LossFn | None:
+    """The four-argument loss of a step: ``loss_fn`` itself, or with ``extras`` bound if it is marked."""
+    if loss_fn is None or not getattr(loss_fn, "uses_extras", False):
+        return loss_fn
+    return lambda params, model_state, batch, key: loss_fn(params, model_state, batch, key, extras)

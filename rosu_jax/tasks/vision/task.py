@@ -148,6 +148,7 @@ class VisionTask(Task):
     def __init__(self, config: VisionConfig):
         super().__init__(config)
         self._model = None
+        self._terms = None
 
     # -- choices and checks --------------------------------------------------------------------------------------
     def choices(self) -> list[str]:
@@ -179,7 +180,7 @@ class VisionTask(Task):
             dataset = subsample_per_class(dataset, c.train_per_class, seed=0)
         check_classes(dataset)
         mean, std = dataset_stats(dataset.x_train)
-        self._model = None
+        self._model, self._terms = None, None
         self._shape = (dataset.num_classes, dataset.image_shape[-1])
         return VisionData(dataset, mean, std)
 
@@ -284,7 +285,9 @@ class VisionTask(Task):
         return {"unlearn_epochs": self.config.unlearn_epochs, "unlearn_batch_size": self.config.unlearn_batch_size}
 
     def loss_terms(self) -> dict:
-        return loss_terms(self.apply_fn, self._shape[0])
+        if self._terms is None:  # built once: steps compiled for them are reused
+            self._terms = loss_terms(self.apply_fn, self._shape[0])
+        return self._terms
 
     # -- metrics -------------------------------------------------------------------------------------------------
     def evaluate(self, params, model_state, setting: Setting) -> Evaluation:

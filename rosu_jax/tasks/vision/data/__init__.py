@@ -1,14 +1,12 @@
 """Data layer: datasets, loaders, forget/retain splits and host-side batching."""
 
+from rosu_jax.tasks.batching import FORGET_STREAM, RETAIN_STREAM, num_batches
 from rosu_jax.tasks.vision.data.batching import (
-    FORGET_STREAM,
-    RETAIN_STREAM,
     augment_batch,
     cycle_batches,
     dataset_stats,
     iterate_batches,
     normalize_images,
-    num_batches,
 )
 from rosu_jax.tasks.vision.data.dataset import ImageDataset, per_class_holdout, subsample_per_class
 from rosu_jax.tasks.vision.data.digits import load_digits

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-RETAIN_STREAM = 0
-FORGET_STREAM = 1
-_PERM, _AUG = 0, 1
+from rosu_jax.tasks.batching import FORGET_STREAM, RETAIN_STREAM, cycle_index_batches, index_batches
+
+_AUG = 1  # seed-sequence word of the augmentation randomness (the order uses tasks.batching.PERMUTATION)
 
 
 def dataset_stats(x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +79,6 @@ def _make_batch(x, y, idx, mean, std, aug_rng, pad) -> dict[str, np.ndarray]:
     return {"image": normalize_images(images, mean, std), "label": y[idx].astype(np.int32)}
 
 
-def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
-    """Number of batches iterate_batches yields for n examples."""
-    return n // batch_size if drop_last else -(-n // batch_size)
-
-
 def iterate_batches(
     x: np.ndarray,
     y: np.ndarray,
@@ -107,12 +102,11 @@ def iterate_batches(
     """
     _check(x, y, batch_size)
     mean, std = _stats(x, mean, std)
-    n = x.shape[0]
-    order = np.random.default_rng([seed, stream, epoch, _PERM]).permutation(n) if shuffle else np.arange(n)
     aug_rng = np.random.default_rng([seed, stream, epoch, _AUG]) if augment else None
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        yield _make_batch(x, y, order[start : start + batch_size], mean, std, aug_rng, pad)
+    for idx in index_batches(
+        x.shape[0], batch_size, seed=seed, epoch=epoch, stream=stream, shuffle=shuffle, drop_last=drop_last
+    ):
+        yield _make_batch(x, y, idx, mean, std, aug_rng, pad)
 
 
 def cycle_batches(
@@ -135,14 +129,6 @@ def cycle_batches(
     """
     _check(x, y, batch_size)
     mean, std = _stats(x, mean, std)
-    n = x.shape[0]
     aug_rng = np.random.default_rng([seed, stream, _AUG]) if augment else None
-    pending = np.zeros(0, np.int64)
-    epoch = 0
-    while True:
-        while pending.size < batch_size:
-            order = np.random.default_rng([seed, stream, epoch, _PERM]).permutation(n) if shuffle else np.arange(n)
-            pending = np.concatenate([pending, order])
-            epoch += 1
-        idx, pending = pending[:batch_size], pending[batch_size:]
+    for idx in cycle_index_batches(x.shape[0], batch_size, seed=seed, stream=stream, shuffle=shuffle):
         yield _make_batch(x, y, idx, mean, std, aug_rng, pad)

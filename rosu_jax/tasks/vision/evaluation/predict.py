@@ -35,8 +35,9 @@ def predict_logits(
     """Eval-mode (``train=False``) logits for ``images`` (N, H, W, C) as a float32 numpy array (N, K).
 
     ``normalize`` (e.g. ``lambda x: normalize_images(x, mean, std)``) is applied per batch on the host.
-    Without it, integer images are scaled to [0, 1] and float images are used as they are. The last
-    batch is zero-padded to a full batch so only one shape is compiled (per ``apply_fn``).
+    Without it, integer images are scaled to [0, 1] and float images are used as they are. Every batch
+    has ``batch_size`` rows (the last one zero-padded, also when the whole set is smaller), so one shape is
+    compiled per ``apply_fn`` and image shape, shared by every set and every model evaluated.
     """
     images = np.asarray(images)
     n = images.shape[0]
@@ -44,7 +45,7 @@ def predict_logits(
         raise ValueError("predict_logits got no images")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    bs = min(batch_size, n)
+    bs = batch_size
     out = []
     for start in range(0, n, bs):
         batch = _to_float(images[start : start + bs], normalize)
