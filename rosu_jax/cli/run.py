@@ -141,6 +141,10 @@ def run_task(name: str, module, argv: list[str], commands: dict) -> int:
     from rosu_jax.cli import elapsed, enable_compilation_cache
 
     args = build_parser(name, module, commands).parse_args(argv)
+    special = getattr(module, "special_mode", None)
+    code = None if special is None else special(args)
+    if code is not None:  # a mode of the task that is not a run (e.g. scoring a log)
+        return code
     started = time.perf_counter()
     try:
         config = build_run_config(args, module, name)
@@ -184,7 +188,13 @@ def run_task(name: str, module, argv: list[str], commands: dict) -> int:
     print(markdown_tables(output.rows, spec))
     if args.out:
         written = write_report(
-            args.out, output.rows, output.histories, spec, config.to_dict(), plots=getattr(task, "plots", ())
+            args.out,
+            output.rows,
+            output.histories,
+            spec,
+            config.to_dict(),
+            plots=getattr(task, "plots", ()),
+            artifacts=output.artifacts,
         )
         print("wrote " + ", ".join(str(p) for p in written))
     print(elapsed(started))

@@ -37,8 +37,9 @@ def selection_pattern(selection: str) -> re.Pattern:
 
     if _RANGE.search(selection):
         escaped = _RANGE.sub(lambda m: "\0" + m.group(0) + "\0", selection).split("\0")
-        text = "".join(expand(_RANGE.fullmatch(part)) if _RANGE.fullmatch(part) else part.replace(".", r"\.")
-                       for part in escaped)
+        text = "".join(
+            expand(_RANGE.fullmatch(part)) if _RANGE.fullmatch(part) else part.replace(".", r"\.") for part in escaped
+        )
         return re.compile(rf"(^|\.){text}(\.|$)")
     try:
         return re.compile(selection)

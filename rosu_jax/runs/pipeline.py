@@ -37,6 +37,7 @@ REFERENCE_ROWS = ("Retrain", "Original")
 class RunOutput:
     rows: list[dict]
     histories: dict[str, dict[str, list]]  # "<scenario>/<seed>/<method>/<variant>" -> per-step series
+    artifacts: dict[str, dict] = dataclasses.field(default_factory=dict)  # same keys -> the task's JSON documents
 
 
 @dataclasses.dataclass
@@ -112,7 +113,7 @@ def _prefetch(run: Run, settings: dict) -> None:
     """Start compiling every unlearning step now, in the background, in the order the runs will need them (the
     other seeds reuse them: same shapes)."""
     seed = run.config.seeds[0]
-    params, model_state = run.task.init_model(seed)
+    params, model_state = run.task.unlearning_start(*(run.task.pretrained(seed) or run.task.init_model(seed)))
     terms = run.task.loss_terms()
     for scenario in run.task.scenarios():
         data = run.task.unlearning_data(settings[(seed, scenario)], seed)
@@ -134,8 +135,11 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
             for scenario in task.scenarios():
                 setting = settings[(seed, scenario)]
                 bar.set_postfix_str(f"seed {seed}: {scenario} reference")
-                reference, rows = _reference_rows(run, data, setting, original)
+                reference, rows, artifacts = _reference_rows(run, data, setting, original)
                 output.rows += rows
+                output.artifacts |= {
+                    f"{scenario}/{seed}/{r['method']}/": a for r, a in zip(rows, artifacts, strict=True) if a
+                }
                 bar.update(1)
                 for name, method_settings in run.variants:
                     method = get_method(name)
@@ -161,6 +165,8 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
                     row["rte_ratio"] = _ratio(row["seconds"], reference["seconds"])
                     output.rows.append(row)
                     output.histories[f"{scenario}/{seed}/{name}/{row['variant']}"] = record["history"]
+                    if record.get("artifact"):
+                        output.artifacts[f"{scenario}/{seed}/{name}/{row['variant']}"] = record["artifact"]
                     bar.update(1)
     finally:
         bar.close()
@@ -174,6 +180,10 @@ def _ratio(seconds: float, reference_seconds: float | None) -> float | None:
 def _train(run: Run, what: str, fingerprint: str, setting: Setting | None, seed: int, training) -> TrainedModel:
     """Train (or restore) the original model (``setting`` None) or the reference model of ``setting``."""
     task = run.task
+    given = task.pretrained(seed) if setting is None else None
+    if given is not None:
+        run.log(f"{what}: the given checkpoint")
+        return TrainedModel(*given, seconds=0.0, restored=True)
     key = run.key(fingerprint, task.model_key(), seed, None if setting is None else setting.key)
     checkpoint_dir = run.work_dir / "checkpoints" / f"{what}-{key}"
     if run.fresh and checkpoint_dir.exists():
@@ -202,28 +212,32 @@ def _train(run: Run, what: str, fingerprint: str, setting: Setting | None, seed:
     return trained
 
 
-def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) -> tuple[dict, list[dict]]:
-    """Train/restore the reference model of ``setting``; the Retrain and Original rows. Returns (reference, rows)
-    where reference holds its evaluation and training seconds."""
+def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) -> tuple[dict, list[dict], list]:
+    """The reference model of ``setting`` (trained, restored, or an evaluation read from the user's file), and the
+    Retrain and Original rows. Returns (reference: its evaluation and training seconds, rows, their artifacts)."""
     task = run.task
     base = _base_row(run, setting)
-    evaluation_original = task.evaluate(original.params, original.model_state, setting)
-    rows = []
-    reference_eval, reference_seconds = None, None
-    if setting.reference_training is not None:
+    rows, artifacts = [], []
+    reference_eval, reference_seconds = setting.reference_evaluation, None
+    if reference_eval is None and setting.reference_training is not None:
         retrain = _train(run, task.reference_row, data.fingerprint, setting, setting.seed, setting.reference_training)
         reference_eval = task.evaluate(retrain.params, retrain.model_state, setting)
         reference_seconds = retrain.seconds
+        artifacts.append(reference_eval.artifact)
+    elif reference_eval is not None:
+        artifacts.append(None)  # read from the user's file
+    if reference_eval is not None:
         rows.append(
             _row(
                 base,
                 task.reference_row,
                 reference_eval,
                 task.compare(reference_eval, reference_eval),
-                seconds=retrain.seconds,
-                rte_ratio=1.0,
+                seconds=reference_seconds,
+                rte_ratio=1.0 if reference_seconds else None,
             )
         )
+    evaluation_original = task.evaluate(original.params, original.model_state, setting)
     rows.append(
         _row(
             base,
@@ -234,13 +248,14 @@ def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) ->
             rte_ratio=_ratio(original.seconds, reference_seconds),
         )
     )
+    artifacts.append(evaluation_original.artifact)
     for row in rows:
         if row["status"] != "ok":
             run.log(
                 f"warning: the {row['method']} model is {row['status']} ({setting.scenario}, seed {setting.seed}): "
                 "its rows and every comparison with it are not results; train longer or with another lr."
             )
-    return {"evaluation": reference_eval, "seconds": reference_seconds}, rows
+    return {"evaluation": reference_eval, "seconds": reference_seconds}, rows, artifacts
 
 
 def _base_row(run: Run, setting: Setting) -> dict:
@@ -288,4 +303,4 @@ def _unlearn_and_score(run: Run, setting: Setting, original: TrainedModel, refer
         mean_coupling=float(np.mean(finite)) if finite else None,
         coupling_source=result.coupling_source,
     )
-    return {"row": row, "history": strict(result.history)}
+    return {"row": row, "history": strict(result.history), "artifact": strict(evaluation.artifact)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -232,6 +233,7 @@ def write_report(
     config: dict | None = None,
     extra: dict | None = None,
     plots=(),
+    artifacts: dict | None = None,
 ) -> list[Path]:
     """Write results.json (strict JSON), results.md, histories.json and PNG plots, all at once: everything is
     written into a temporary folder beside ``out_dir`` which then replaces it, so a kill never leaves a mix of
@@ -242,6 +244,7 @@ def write_report(
     tmp.mkdir(parents=True)
     try:
         _write_all(tmp, rows, histories, spec, config, extra, plots)
+        _write_artifacts(tmp / "artifacts", artifacts or {})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -250,6 +253,14 @@ def write_report(
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
     return sorted(p for p in out.iterdir() if not p.name.startswith("."))
+
+
+def _write_artifacts(folder: Path, artifacts: dict) -> None:
+    """Each row's JSON document (e.g. TOFU's per-item evaluation log) as ``artifacts/<scenario>-<seed>-<method>...``."""
+    for name, document in artifacts.items():
+        folder.mkdir(exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name.strip("/").replace("/", "-"))
+        (folder / f"{safe}.json").write_text(json.dumps(document, allow_nan=False, ensure_ascii=False))
 
 
 def _write_all(tmp: Path, rows, histories, spec, config, extra, plots) -> None:

@@ -125,7 +125,7 @@ def _compile(plan: Plan) -> tuple[Callable, float]:
 def abstract_state(stepper: Stepper, method: Method, settings, terms, params, model_state, data, mesh):
     """The ``UnlearnState`` the run will step, as ``ShapeDtypeStruct``s (with the mesh's shardings): what the step
     is compiled for before any extras (SalUn's saliency) are computed."""
-    context = ExtrasContext(terms, params, model_state, data.forget_batches)
+    context = ExtrasContext(terms, params, model_state, data.forget_batches, data.num_forget)
     extras = None if method.extras is None else jax.eval_shape(lambda: method.extras(context, settings))
     abstract = jax.eval_shape(lambda e: stepper.init(params, model_state, e), extras)
     if mesh is None:
@@ -173,7 +173,7 @@ def run_unlearning(
     extras = (
         None
         if method.extras is None
-        else method.extras(ExtrasContext(terms, params, model_state, data.forget_batches), settings)
+        else method.extras(ExtrasContext(terms, params, model_state, data.forget_batches, data.num_forget), settings)
     )
     state = stepper.init(params, model_state, extras)
     if mesh is not None:

@@ -20,6 +20,8 @@ no output and XLA removes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -58,6 +60,7 @@ def make_rosu_step(
     lagged: bool = False,
     measure_surrogate: bool = False,
     forget_sign: float = 1.0,
+    surrogate_objective: Callable | None = None,
     eps: float = DEFAULT_EPS,
     jit: bool = True,
 ) -> Stepper:
@@ -71,6 +74,9 @@ def make_rosu_step(
       rho, amplification, project, lagged, eps: see ``rosu_jax.rosu``.
       measure_surrogate: also measure L_r(θ+δ) − L_r(θ) each step (one extra forward pass).
       forget_sign: +1 when forgetting means raising ``forget_loss_fn`` (the spec's convention).
+      surrogate_objective: ``(params, model_state, forget_batch, retain_batch, key, extras) -> (loss, aux)``: the
+        outer gradient is this whole objective's at θ + δ instead of L_r's (ROSU wrapping GradDiff, NPO or RMU:
+        LLM.md §2); one more batch in the outer gradient, so a step costs four batch-gradients.
       jit: wrap ``step`` in ``jax.jit`` (set False to compose it inside your own jitted or sharded function).
     """
     if forget_sign not in (1.0, -1.0):
@@ -100,6 +106,10 @@ def make_rosu_step(
             loss, _ = retain_loss_fn(p, model_state, retain_batch, retain_key)
             return loss
 
+        def outer_objective(p):
+            loss, _ = surrogate_objective(p, model_state, forget_batch, retain_batch, retain_key, state.extras)
+            return loss
+
         forget_loss, forget_grads = jax.value_and_grad(forget_objective)(state.params)
         if lagged:
             # No retain gradient at θ; the model state (BatchNorm statistics) still comes from a retain forward
@@ -119,7 +129,7 @@ def make_rosu_step(
             state.opt_state,
             state.params,
             retain_grads=retain_grads,
-            retain_grad_fn=jax.grad(retain_objective),
+            retain_grad_fn=jax.grad(retain_objective if surrogate_objective is None else outer_objective),
             retain_loss_fn=retain_objective if measure_surrogate else None,
             mask=state.mask,
         )
@@ -133,7 +143,7 @@ def make_rosu_step(
         new_state = UnlearnState(params, new_model_state, opt_state, state.step + 1, state.extras)
         return new_state, metrics
 
-    gradient_evaluations = 2 if lagged else 3
+    gradient_evaluations = (2 if lagged else 3) + (surrogate_objective is not None)
     return Stepper(init=init, step=maybe_jit(step, jit), gradient_evaluations=gradient_evaluations)
 
 

@@ -85,31 +85,36 @@ class UnlearningData:
 
     steps_per_epoch: int
     epochs: int
+    num_forget: int
     pairs: Callable[[int], Iterator[tuple[Batch, Batch]]]
     forget_batches: Callable[[], Iterator[Batch]]
     example: tuple[Batch, Batch]
 
 
 @dataclasses.dataclass
+class Evaluation:
+    """``metrics``: the row's numbers (JSON-able, NaN-free floats or None); ``details``: what ``compare`` needs
+    beyond them (e.g. per-item truth ratios), never written out; ``artifact``: a JSON document kept with the row and
+    written beside the report (e.g. TOFU's per-item evaluation log)."""
+
+    metrics: dict[str, float | None]
+    details: Any = None
+    artifact: dict | None = None
+
+
+@dataclasses.dataclass
 class Setting:
     """One forget request of one seed: ``scenario``, the task's split, ``key`` (only the settings that apply to this
-    scenario: they name cached results), ``describe`` (a short text for progress bars) and ``reference_training``:
-    what the reference model (Retrain) learns from, or None when the task has no reference model."""
+    scenario: they name cached results), and the reference model (Retrain): what it learns from
+    (``reference_training``), or its evaluation read from elsewhere (``reference_evaluation``, e.g. a saved
+    evaluation log of a model trained without the forget set), or neither when the task has no reference."""
 
     scenario: str
     seed: int
     key: dict
     split: Any
     reference_training: TrainingData | None
-
-
-@dataclasses.dataclass
-class Evaluation:
-    """``metrics``: the row's numbers (JSON-able, NaN-free floats or None); ``details``: what ``compare`` needs
-    beyond them (e.g. per-item truth ratios), never written out."""
-
-    metrics: dict[str, float | None]
-    details: Any = None
+    reference_evaluation: Evaluation | None = None
 
 
 class Task(abc.ABC):
@@ -155,6 +160,15 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def training_recipe(self) -> TrainingRecipe: ...
+
+    def pretrained(self, seed: int) -> tuple[PyTree, PyTree] | None:
+        """``(params, model_state)`` of an original model given by the user (a checkpoint), or None to train one."""
+        return None
+
+    def unlearning_start(self, params: PyTree, model_state: PyTree) -> tuple[PyTree, PyTree]:
+        """What an unlearning run trains from the original weights: e.g. only a subset of the parameters, the rest
+        moved into the model state (frozen). Identity by default."""
+        return params, model_state
 
     @abc.abstractmethod
     def training_data(self, data: Any, seed: int) -> TrainingData:

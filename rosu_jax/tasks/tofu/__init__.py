@@ -1,1 +1,8 @@
-"""TOFU (Maini et al. 2024, arXiv 2401.06121): its metrics, its legacy per-item evaluation logs and reference files."""
+"""The TOFU task: fictitious-author unlearning of a causal LM, with TOFU's exact metrics."""
+
+from rosu_jax.tasks.tofu.task import TofuConfig, TofuTask
+
+TASK = TofuTask
+CONFIG = TofuConfig
+
+__all__ = ["CONFIG", "TASK", "TofuConfig", "TofuTask"]

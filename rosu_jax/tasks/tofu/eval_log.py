@@ -217,6 +217,16 @@ def score_logs(
     ``forget_extraction_strength`` (mean ES).
     """
     splits, retain_splits = _as_splits(log), _as_splits(retain_log)
+    scores = model_scores(splits)
+    forget, retain_forget = splits["forget"], retain_splits["forget"]
+    scores["forget_quality"] = forget_quality(
+        forget.truth_ratios, retain_forget.truth_ratios, prompts=forget.prompts, retain_prompts=retain_forget.prompts
+    )
+    return scores
+
+
+def model_scores(splits: Mapping[str, SplitEval]) -> dict[str, float]:
+    """Everything ``score_logs`` reports that needs no retain model (all but ``forget_quality``)."""
     scores: dict[str, float] = {}
     for name in (*UTILITY_SPLITS, "forget"):
         split = splits[name]
@@ -228,10 +238,6 @@ def score_logs(
     scores["model_utility"] = model_utility(
         [scores[f"{name}_{metric}"] for name in UTILITY_SPLITS for metric in ("probability", "rouge", "truth_ratio")]
     )
-    forget, retain_forget = splits["forget"], retain_splits["forget"]
-    scores["forget_quality"] = forget_quality(
-        forget.truth_ratios, retain_forget.truth_ratios, prompts=forget.prompts, retain_prompts=retain_forget.prompts
-    )
-    if forget.extraction_strength is not None:
-        scores["forget_extraction_strength"] = float(forget.extraction_strength.mean())
+    if splits["forget"].extraction_strength is not None:
+        scores["forget_extraction_strength"] = float(splits["forget"].extraction_strength.mean())
     return scores

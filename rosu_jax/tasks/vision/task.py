@@ -279,7 +279,7 @@ class VisionTask(Task):
             next(iterate_batches(*retain, batch_size, seed=seed, drop_last=True, **norm)),
         )
         steps = num_batches(len(retain[0]), batch_size, drop_last=True)
-        return UnlearningData(steps, self.config.unlearn_epochs, pairs, forget_batches, example)
+        return UnlearningData(steps, self.config.unlearn_epochs, len(forget[0]), pairs, forget_batches, example)
 
     def unlearning_key(self) -> dict:
         return {"unlearn_epochs": self.config.unlearn_epochs, "unlearn_batch_size": self.config.unlearn_batch_size}
