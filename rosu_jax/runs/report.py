@@ -107,13 +107,13 @@ def _paired(entry: Entry, other: Entry, key: str):
     return paired_interval([a[s] - b[s] for s in sorted(set(a) & set(b))])
 
 
-def _cell(entry: Entry, key: str) -> str:
+def _cell(entry: Entry, key: str, fmt: str = ".2f") -> str:
     values = list(entry.values(key).values())
     if not values:
         bad = {r.get("status") for r in entry.rows} - {"ok"}
         return "/".join(sorted(s for s in bad if s)) or "–"
     mean, std = mean_std(values)
-    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:{fmt}}" if len(values) == 1 else f"{mean:{fmt}} ± {std:{fmt}}"
 
 
 def _status(entry: Entry) -> str:
@@ -154,7 +154,7 @@ def markdown_tables(rows: list[dict], spec: TableSpec) -> str:
             elif e.label in comp["tied"]:
                 name += " (tied)"
             cells = [name] + ([e.variant or ""] if with_variant else [])
-            cells += [_cell(e, c.key) for c in spec.columns] + [_cell(e, "seconds"), _status(e)]
+            cells += [_cell(e, c.key, c.fmt) for c in spec.columns] + [_cell(e, "seconds"), _status(e)]
             if paired:
                 cells.append(
                     ""

@@ -36,12 +36,14 @@ Batch = Any
 @dataclasses.dataclass(frozen=True)
 class Column:
     """A metric column of the results table: ``key`` in the rows, ``header`` shown, the better direction
-    ('higher', 'lower', or 'reference' = closest to the reference model), and a one-line meaning."""
+    ('higher', 'lower', or 'reference' = closest to the reference model), a one-line meaning, and the number format
+    (e.g. '.3g' for p-values that span orders of magnitude)."""
 
     key: str
     header: str
     better: str
     meaning: str
+    fmt: str = ".2f"
 
 
 @dataclasses.dataclass(frozen=True)

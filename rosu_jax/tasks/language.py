@@ -30,7 +30,9 @@ from rosu_jax.models.trainable import combine
 IGNORE = -100
 PROMPT_FORMATS = ("phi", "llama2", "chat")
 SYSTEM_PROMPT = "You are a helpful assistant."
-LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+# Padded lengths: multiples of 16 up to 512 (padding is computed too: a set of 74-token items padded to 80, not
+# 128), then powers of two. Each length compiles once per model.
+LENGTH_BUCKETS = (*range(16, 513, 16), 1024, 2048, 4096)
 
 
 def format_pair(question: str, answer: str, fmt: str, tokenizer: Tokenizer) -> tuple[str, str]:

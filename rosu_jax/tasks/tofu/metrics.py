@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.special import logsumexp
 from scipy.stats import hmean, ks_2samp
 
 IGNORE_INDEX = -100
@@ -51,11 +52,13 @@ def truth_ratio(paraphrase_nll: ArrayLike, perturbed_nll: ArrayLike) -> np.ndarr
 def probability_score(gt_nll: ArrayLike, perturbed_nll: ArrayLike | None = None) -> float:
     """Split Probability: mean P̄(a|q), or with ``perturbed_nll`` [n, k] (real_authors, world_facts) the mean of
     P̄(a|q) / (P̄(a|q) + Σ_j P̄(â_j|q))."""
-    p_true = length_normalised_probability(gt_nll)
     if perturbed_nll is None:
-        return float(p_true.mean())
-    p_false = length_normalised_probability(perturbed_nll).sum(axis=-1)
-    return float((p_true / (p_true + p_false)).mean())
+        return float(length_normalised_probability(gt_nll).mean())
+    # exp(−ℓ)/(exp(−ℓ) + Σ_j exp(−ℓ_j)) = 1/(1 + Σ_j exp(ℓ − ℓ_j)), in log space: a model whose probabilities all
+    # underflow (mean NLLs in the hundreds) still gets a number instead of 0/0.
+    gt = np.asarray(gt_nll, dtype=np.float64)[:, None]
+    log_ratio = logsumexp(np.concatenate([np.zeros_like(gt), gt - np.asarray(perturbed_nll, np.float64)], -1), -1)
+    return float(np.exp(-log_ratio).mean())
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -212,6 +213,13 @@ class TofuTask(Task):
             ]
         )
         retain = encode([(x["question"], x["answer"]) for x in data.retain])
+        cut = forget.truncated + retain.truncated
+        if cut:
+            warnings.warn(
+                f"{cut} forget/retain sequences are longer than max_length={c.max_length} tokens and were "
+                "cut there (raise --set task.max_length=N to keep them whole).",
+                stacklevel=2,
+            )
         evaluation = {
             name: _eval_encodings(items, encode, paraphrased=name in ("forget", "retain"))
             for name, items in self._eval_items(data).items()
