@@ -38,6 +38,8 @@ class Kind:
     split_by: str | None = None
     plots: Callable[[list[dict], Path], list[Path]] | None = None
     steps: Callable[[list[dict], Path], list[str]] | None = None
+    table: Callable[[list[dict]], list[str]] | None = None  # REPORT.md lines in place of the table of all fields
+    absent: str | None = None  # REPORT.md's section of the kind while no record of it exists
 
 
 # -- reading and formatting -----------------------------------------------------------------------------------------
@@ -131,6 +133,8 @@ def kind_section(kind: str, recs: list[dict], out_dir: Path) -> list[str]:
     for key, threshold, meaning in hooks.targets:
         met, checked = target_results(recs, (key, threshold))
         lines.append(f"- Target `{key} <= {threshold:g}` ({meaning}): met in {met}/{checked} records.")
+    if hooks.table:
+        return [*lines, "", *hooks.table(recs), ""]
     groups: dict[Any, list[dict]] = {}
     for rec in recs:
         groups.setdefault(rec.get(hooks.split_by) if hooks.split_by else None, []).append(rec)
@@ -323,6 +327,55 @@ def steps_end_to_end(recs: list[dict], out_dir: Path) -> list[str]:
     return lines
 
 
+LM_METHOD_ORDER = ("FT", "GradDiff", "NPO", "UAM", "ROSU", "ROSU-lagged")
+
+
+def table_lm_steps(recs: list[dict]) -> list[str]:
+    """Per device and group (every parameter / LoRA trainable): one row per method, then the ratios' targets."""
+    lines = []
+    if not any(r.get("backend") == "gpu" for r in recs):
+        lines += ["**No GPU record exists yet**: every record here was measured on a "
+                  f"{'/'.join(sorted({str(r.get('backend')) for r in recs}))} backend "
+                  f"({', '.join(sorted({str(r.get('model')) for r in recs}))}); its step times, tokens/s and memory "
+                  "say nothing about a GPU, and MFU is undefined there.", ""]
+    gib = lambda b: "-" if b is None else f"{b:.3g}"
+    for device, group in sorted({(str(r.get("device_kind")), str(r.get("group"))) for r in recs}):
+        cases = {r.get("method") or "ratios": r for r in recs
+                 if (str(r.get("device_kind")), str(r.get("group"))) == (device, group)}
+        first = next(iter(cases.values()))
+        lines += [f"### {group} ({device})", "", f"Model {first.get('model')} ({fmt(first.get('n_params'))} "
+                  f"parameters), {first.get('batch_size')} x {first.get('seq_len')} tokens per batch (forget + "
+                  f"retain: {fmt(first.get('tokens_per_step'))} per step).", ""]
+        rows = []
+        for m in LM_METHOD_ORDER:
+            if not (r := cases.get(m)):
+                continue
+            spread = r.get("ratio_to_uam_spread") or {}
+            rows.append([m, f"{fmt(r.get('n_trainable'))} ({r.get('trainable')})", r.get("gradient_evaluations"),
+                         f"{r['step_ms']:.4g} ({r['p10_s'] * 1e3:.4g}–{r['p90_s'] * 1e3:.4g})",
+                         f"{r['tokens_per_s']:,.0f}",
+                         f"{gib(r.get('peak_gib'))} / {gib(r.get('device_peak_gib'))}",
+                         "-" if r.get("mfu") is None else f"{r['mfu']:.1%}", num(r.get("mfu_over_ft"), 2),
+                         f"{num(r.get('ratio_to_uam'))} [{spread['p10']:.2f}–{spread['p90']:.2f}]" if spread else "-",
+                         common.fmt_seconds(r.get("compile_s"))])
+        lines += md_table(["method", "trainable", "gradients", "step ms (p10–p90)", "tokens/s",
+                           "peak GiB (XLA step / device)", "MFU", "MFU / FT's", "ratio to UAM [p10–p90]",
+                           "compile"], rows)
+        if ratios := cases.get("ratios"):
+            met = ratios.get("met") or {}
+            lines += ["", "Targets: " + "; ".join(
+                f"{name} {num(ratios.get(name))} ≤ {limit:g}: "
+                + ("not measured" if met.get(name) is None else "met" if met[name] else "**MISSED**")
+                for name, limit in (ratios.get("targets") or {}).items()) + "."]
+            if ratios.get("not_run"):
+                lines.append("Not run: " + "; ".join(f"{m} ({why})" for m, why in ratios["not_run"].items()) + ".")
+        lines.append("")
+    return lines + ["Step ms: median over interleaved rounds. Peak: XLA's memory analysis of the step (arguments, "
+                    "outputs and temporaries) / the device's high-water mark of the whole run so far. MFU: model "
+                    "FLOPs (6 · parameters · tokens per gradient evaluation) per second over the device's dense "
+                    "bf16 peak; LoRA rows count the full model's FLOPs. Ratios: median of per-round ratios."]
+
+
 KINDS: dict[str, Kind] = {
     "projection": Kind(
         columns=("case", "n_params", "n_leaves", "projection_median_s", "copy_median_s", "minmax_median_s", "ratio",
@@ -342,6 +395,14 @@ KINDS: dict[str, Kind] = {
                          steps=steps_sharded),
     "end_to_end": Kind(steps=steps_end_to_end),
     "peer": Kind(split_by="record"),
+    "lm_steps": Kind(
+        targets=(("rosu_over_uam", 1.5, "ROSU fresh at most 1.5x UAM on a language model"),
+                 ("rosu_lagged_over_uam", 1.03, "ROSU lagged within 3% of UAM on a language model")),
+        table=table_lm_steps,
+        absent="**No GPU record exists yet**: `benchmarks/lm_steps.py` (FT, GradDiff, NPO, UAM, ROSU and "
+               "ROSU-lagged on a Llama-3.2-1B-shape model, every parameter and LoRA trainable) has not been run on a "
+               "GPU. Run `timeout --signal=INT 570 python -m benchmarks.lm_steps --out "
+               "benchmarks/results/gpu-lm_steps.jsonl` where one is lent, then this report."),
 }
 
 
@@ -362,6 +423,8 @@ def build_reports(results: Path) -> tuple[Path, Path]:
     report.append("")
     for kind, recs in kinds.items():
         report += kind_section(kind, recs, results)
+    report += [line for kind, hooks in KINDS.items() if hooks.absent and kind not in kinds
+               for line in (f"## {kind}", "", hooks.absent, "")]
     steps = ["# Step benchmarks", "", f"Generated by `python -m benchmarks.report` from `{results.name}/*.jsonl`. "
              "Ratios are within one run; absolute times belong to the machine named.", ""]
     for kind, hooks in KINDS.items():

@@ -3,9 +3,11 @@
 #
 #   bash benchmarks/run_all.sh           # every CPU benchmark at full size -> benchmarks/results/ (tens of minutes)
 #   bash benchmarks/run_all.sh --quick   # smoke run of every benchmark into a temporary folder
-#   bash benchmarks/run_all.sh --gpu     # projection and step cost on a GPU, time-capped -> results/gpu-*.jsonl
+#   bash benchmarks/run_all.sh --gpu     # projection, step cost, LM steps on a GPU, time-capped -> results/gpu-*.jsonl
+#   SKIP="projection step_cost" bash benchmarks/run_all.sh --gpu    # the LM steps alone: one 10-minute device call
 #
-# Environment: PYTHON; SKIP="ablation peer ..." (projection projection_scaling step_cost scaling e2e ablation peer);
+# Environment: PYTHON; SKIP="ablation peer ..." (projection projection_scaling step_cost scaling e2e ablation peer
+# lm_steps);
 # CIFAR_DIR (the end-to-end CIFAR-10 images); TORCH_PYTHON (the peer's torch environment: without it a full run skips
 # the peer rather than replace its records by the JAX half alone); ALLOW_CPU=1 (--gpu on a CPU backend).
 # Each benchmark's JSONL file is replaced; a failing benchmark is reported and the others still run.
@@ -45,6 +47,10 @@ if ((GPU)); then  # on one H100: projection ~2 min, step cost ~4 min, compiles i
   run projection "$OUT/gpu-projection.jsonl" 150 projection
   run step_cost "$OUT/gpu-step_cost.jsonl" 270 step_cost --resnet-batch 128 --resnet-repeats 20 --resnet-warmup 5 \
     --repeats 20 --warmup 5 --min-time 2
+  # Llama-3.2-1B shape: it starts nothing after its 480-s budget; the cap keeps the groups already written
+  LM_CPU=()
+  if [[ "${ALLOW_CPU:-0}" == "1" ]]; then LM_CPU=(--allow-cpu); fi
+  run lm_steps "$OUT/gpu-lm_steps.jsonl" 570 lm_steps "${LM_CPU[@]}"
 else
   run projection "$OUT/projection.jsonl" 0 projection
   run projection_scaling "$OUT/projection_scaling.jsonl" 0 projection --scaling
@@ -56,6 +62,11 @@ else
     run peer "$OUT/peer.jsonl" 0 peer "${PEER[@]}"
   else
     echo "== skip peer: set TORCH_PYTHON to the torch environment's python (python -m benchmarks.peer --help)"
+  fi
+  if [[ -n "${QUICK[*]}" ]]; then  # the tiny decoder; the full size is a GPU benchmark (--gpu)
+    run lm_steps "$OUT/lm_steps.jsonl" 0 lm_steps
+  else
+    echo "== skip lm_steps: a GPU benchmark (run_all.sh --gpu)"
   fi
 fi
 "$PY" -m benchmarks.report --results "$OUT"
