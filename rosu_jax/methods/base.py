@@ -98,14 +98,17 @@ def check_value(field: dataclasses.Field, value: Any) -> None:
 @dataclasses.dataclass
 class ExtrasContext:
     """What a method's ``extras`` may use: the task's loss terms, the weights it starts from, one ordered pass over
-    the forget set, and its size. Extras are traced once abstractly (for their shapes, to compile the step ahead of
-    time), so they must be computed with JAX operations, not by reading values on the host."""
+    the forget set, its size, the run's seed and the task's static ``info``. Extras are traced once abstractly (for
+    their shapes, to compile the step ahead of time), so they must be computed with JAX operations, not by reading
+    values on the host."""
 
     terms: Mapping[str, Callable]
     params: PyTree
     model_state: PyTree
     forget_batches: Callable[[], Iterable]
     num_forget: int
+    seed: int = 0
+    info: Mapping = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

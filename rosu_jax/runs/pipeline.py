@@ -191,7 +191,7 @@ def _train(run: Run, what: str, fingerprint: str, setting: Setting | None, seed:
     params, model_state = task.init_model(seed)
     description = what if setting is None else f"{what} ({setting.scenario})"
     trained = train_model(
-        task.loss_terms()["retain"],
+        task.training_loss(),
         params,
         model_state,
         training,
@@ -255,7 +255,9 @@ def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) ->
                 f"warning: the {row['method']} model is {row['status']} ({setting.scenario}, seed {setting.seed}): "
                 "its rows and every comparison with it are not results; train longer or with another lr."
             )
-    return {"evaluation": reference_eval, "seconds": reference_seconds}, rows, artifacts
+    # A task without a reference model (WMDP) compares every method with the model before unlearning.
+    comparison = reference_eval if reference_eval is not None else evaluation_original
+    return {"evaluation": comparison, "seconds": reference_seconds}, rows, artifacts
 
 
 def _base_row(run: Run, setting: Setting) -> dict:
@@ -270,12 +272,13 @@ def _row(base: dict, method: str, evaluation: Evaluation, comparison: dict, **fi
 def _unlearn_and_score(run: Run, setting: Setting, original: TrainedModel, reference: dict, method, settings) -> dict:
     """One unlearning run from the original weights, evaluated: ``{"row": ..., "history": ...}``."""
     task = run.task
+    params, model_state = task.unlearning_start(original.params, original.model_state)  # before loss_terms()
     result = run_unlearning(
         method,
         settings,
         task.loss_terms(),
-        original.params,
-        original.model_state,
+        params,
+        model_state,
         task.unlearning_data(setting, setting.seed),
         seed=setting.seed,
         steppers=run.steppers,

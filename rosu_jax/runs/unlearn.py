@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
@@ -116,16 +117,21 @@ class StepperCache:
 
 
 def _compile(plan: Plan) -> tuple[Callable, float]:
+    """Compile the step with the state donated: the new state reuses the old one's buffers, so what passes through
+    unchanged (frozen weights in the model state, a LoRA base) is never copied step after step."""
     started = time.perf_counter()
-    jitted = plan.stepper.step if plan.mesh is None else sharded_step(plan.stepper, plan.mesh, plan.template).jitted
+    if plan.mesh is None:
+        jitted = jax.jit(plan.stepper.step, donate_argnums=(0,))
+    else:
+        jitted = sharded_step(plan.stepper, plan.mesh, plan.template, donate_state=True).jitted
     compiled = jitted.lower(plan.template, *plan.example, jax.random.key(0)).compile()
     return compiled, time.perf_counter() - started
 
 
 def abstract_state(stepper: Stepper, method: Method, settings, terms, params, model_state, data, mesh):
     """The ``UnlearnState`` the run will step, as ``ShapeDtypeStruct``s (with the mesh's shardings): what the step
-    is compiled for before any extras (SalUn's saliency) are computed."""
-    context = ExtrasContext(terms, params, model_state, data.forget_batches, data.num_forget)
+    is compiled for before any extras (SalUn's saliency) are computed (shapes do not depend on the seed)."""
+    context = ExtrasContext(terms, params, model_state, data.forget_batches, data.num_forget, 0, data.info)
     extras = None if method.extras is None else jax.eval_shape(lambda: method.extras(context, settings))
     abstract = jax.eval_shape(lambda e: stepper.init(params, model_state, e), extras)
     if mesh is None:
@@ -173,9 +179,13 @@ def run_unlearning(
     extras = (
         None
         if method.extras is None
-        else method.extras(ExtrasContext(terms, params, model_state, data.forget_batches, data.num_forget), settings)
+        else method.extras(
+            ExtrasContext(terms, params, model_state, data.forget_batches, data.num_forget, seed, data.info), settings
+        )
     )
-    state = stepper.init(params, model_state, extras)
+    # The step donates its state: start from a copy (the original weights, which the extras may hold too, serve the
+    # next runs).
+    state = jax.tree.map(jnp.copy, stepper.init(params, model_state, extras))
     if mesh is not None:
         state = shard_state(state, mesh)
     records: list[dict] = []

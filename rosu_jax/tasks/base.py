@@ -82,8 +82,9 @@ class TrainingData:
 @dataclasses.dataclass
 class UnlearningData:
     """What one unlearning run steps through: ``pairs(epochs)`` yields ``(forget_batch, retain_batch)`` for every
-    step of ``epochs`` passes over the retain set (the forget set is cycled alongside); ``forget_batches()`` is one
-    ordered pass over the forget set (SalUn's saliency); ``example`` is one pair, for shapes."""
+    step of ``epochs`` epochs (what an epoch is belongs to the task); ``forget_batches()`` is one ordered pass over
+    the forget set (SalUn's saliency, NPO's reference); ``example`` is one pair, for shapes; ``info``: static facts
+    a method's extras may need (e.g. ``{"num_topics": 2, "hidden_size": 64}``)."""
 
     steps_per_epoch: int
     epochs: int
@@ -91,6 +92,7 @@ class UnlearningData:
     pairs: Callable[[int], Iterator[tuple[Batch, Batch]]]
     forget_batches: Callable[[], Iterator[Batch]]
     example: tuple[Batch, Batch]
+    info: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -185,6 +187,10 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def loss_terms(self) -> dict[str, Callable]: ...
+
+    def training_loss(self) -> Callable:
+        """The loss the original and reference models are trained with (the retain term by default)."""
+        return self.loss_terms()["retain"]
 
     # -- metrics ------------------------------------------------------------------------------------------------
     @abc.abstractmethod

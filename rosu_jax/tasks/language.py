@@ -113,6 +113,27 @@ def encode_pairs(
     return Encoded(input_ids, mask, labels, prompt_ids, prompt_mask, tuple(prompts), truncated)
 
 
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> Encoded:
+    """Plain texts (corpus passages) for language modelling: every token is a label (no prompt), cut at
+    ``max_length`` tokens; the prompts are empty."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sequences, truncated = [], 0
+    for text in texts:
+        ids = tokenizer.encode(text, add_special_tokens=True)
+        if len(ids) > max_length:
+            ids, truncated = ids[:max_length], truncated + 1
+        sequences.append(ids)
+    width = bucket_length(max(map(len, sequences)), LENGTH_BUCKETS)
+    input_ids = np.full((len(texts), width), pad, np.int32)
+    mask = np.zeros((len(texts), width), np.int32)
+    for i, ids in enumerate(sequences):
+        input_ids[i, : len(ids)] = ids
+        mask[i, : len(ids)] = 1
+    labels = np.where(mask == 1, input_ids, IGNORE).astype(np.int32)
+    empty = np.zeros((len(texts), 1), np.int32)
+    return Encoded(input_ids, mask, labels, empty, empty, ("",) * len(texts), truncated)
+
+
 def token_nll(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per item: (Σ NLL over answer tokens, their number, teacher-forced argmax [B, T−1]); position t predicts
     label t+1."""
@@ -128,12 +149,14 @@ def full_params(params: PyTree, model_state: PyTree) -> PyTree:
     return combine(params, model_state.get("frozen", {}))
 
 
-def loss_terms(apply_fn: Callable) -> dict[str, Callable]:
+def loss_terms(apply_fn: Callable, hidden_layer: int | None = None) -> dict[str, Callable]:
     """The named loss terms of ``rosu_jax.tasks.base`` for a causal LM (model state: ``{"frozen": ...}``):
 
     forget / retain: mean over the batch of the summed answer NLL (L_f's increase is forgetting);
     sequence_nll: ((Σ NLL, number of answer tokens) per item, model_state), for NPO and SimNPO;
-    idk: the summed NLL of the forget questions answered with a refusal (the batch's ``idk_*`` fields).
+    idk: the summed NLL of the forget questions answered with a refusal (the batch's ``idk_*`` fields);
+    hidden (with ``hidden_layer``): ((the output of decoder layer ``hidden_layer`` [B, T, d], the attention mask),
+    model_state), for RMU; the layers above it and the logits are never computed (XLA drops what is not used).
     """
 
     def sequence_nll(params, model_state, batch, key, prefix=""):
@@ -150,7 +173,20 @@ def loss_terms(apply_fn: Callable) -> dict[str, Callable]:
 
         return loss
 
-    return {"forget": mean_nll(), "retain": mean_nll(), "sequence_nll": sequence_nll, "idk": mean_nll("idk_")}
+    terms = {"forget": mean_nll(), "retain": mean_nll(), "sequence_nll": sequence_nll, "idk": mean_nll("idk_")}
+    if hidden_layer is not None:
+
+        def hidden(params, model_state, batch, key):
+            _, states = apply_fn(
+                full_params(params, model_state),
+                batch["input_ids"],
+                batch["attention_mask"],
+                hidden_layers=(hidden_layer,),
+            )
+            return (states[hidden_layer], batch["attention_mask"]), model_state
+
+        terms["hidden"] = hidden
+    return terms
 
 
 @functools.lru_cache(maxsize=8)

@@ -19,6 +19,8 @@ topic in the same format, described "...about <name with spaces>." unless a desc
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -221,6 +223,7 @@ def evaluate_multiple_choice(
     *,
     description: str | Mapping[str, str] | None = None,
     limit: int | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Accuracy (%) of ``lm`` (any ``lm_eval.api.model.LM``, e.g. ``JaxLM``) on each task, scored by lm-eval's
     ``simple_evaluate`` on tasks rendered by ``render_tasks``; plus ``"mmlu"``, the average of the MMLU subjects
@@ -228,7 +231,8 @@ def evaluate_multiple_choice(
 
     Raw accuracies, as the WMDP paper reports them (compare with the base model measured the same way). ``limit``:
     the first ``limit`` questions of each task. Tasks given ``None`` come from the hub: without network access this
-    fails at once, saying how to pass local files, instead of lm-eval's long retries.
+    fails at once, saying how to pass local files, instead of lm-eval's long retries. ``progress``: lm-eval's own
+    progress bars and log lines (off by default: an unlearning run shows its own).
     """
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -241,9 +245,12 @@ def evaluate_multiple_choice(
             'Lines file (or a list) of rows {"question": ..., "choices": [4 strings], "answer": 0-3}, e.g. '
             'evaluate_multiple_choice(lm, {"wmdp_bio": "wmdp_bio.jsonl", "mmlu": "mmlu_test.jsonl"}).'
         )
-    with tempfile.TemporaryDirectory(prefix="rosu_lm_eval_tasks_") as folder:
+    # lm-eval and datasets draw progress bars on stderr that no argument turns off
+    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
+    with tempfile.TemporaryDirectory(prefix="rosu_lm_eval_tasks_") as folder, quiet:
         names = render_tasks(tasks, folder, description=description)
         out = simple_evaluate(
+            verbosity="INFO" if progress else "ERROR",
             model=lm,
             tasks=names,
             task_manager=TaskManager(include_path=folder, include_defaults=False),
