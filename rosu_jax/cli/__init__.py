@@ -16,7 +16,7 @@ from pathlib import Path
 from rosu_jax.tasks import task_names
 
 DEFAULT_TASK = "vision"
-TOOLS: dict[str, str] = {}  # tool sub-commands: name -> module with main(argv)
+TOOLS = {"diagnose": "rosu_jax.cli.diagnose"}  # tool sub-commands: name -> module with main(argv)
 
 
 def task_commands() -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -12,6 +13,7 @@ from rosu_jax.methods import methods
 from rosu_jax.runs.config import ALL_METHODS, RunConfig, parse_assignment
 
 COMMON_HELP = "common flags"
+DEFAULT_VALIDATION_FRACTION = 0.2  # what --tune holds out for choosing, when the task config holds out nothing
 
 
 def _csv(kind, what: str):
@@ -63,6 +65,19 @@ def build_parser(name: str, module, commands: dict) -> argparse.ArgumentParser:
         default=[],
         metavar="[METHOD.]NAME=V1,V2",
         help="values tried for a grid-able hyperparameter (one row each; grids multiply)",
+    )
+    c.add_argument(
+        "--tune",
+        action="store_true",
+        help="fair tuning: the same number of grid points per method, "
+        "each method's variant chosen on held-out validation data (never on the reported numbers)",
+    )
+    c.add_argument(
+        "--relearn",
+        type=_csv(int, "integers"),
+        metavar="K,N",
+        help="relearning attack: fine-tune on K "
+        "forget examples for N steps after unlearning and record how fast the forget score comes back",
     )
     c.add_argument("--mesh", help="device mesh, e.g. data=8 or data=2,fsdp=4 (default: one device)")
     c.add_argument("--out", help="write results.json, results.md and PNG plots into this (new or report) folder")
@@ -130,7 +145,13 @@ def build_run_config(args: argparse.Namespace, module, task_name: str) -> RunCon
         if key.startswith("set__") and value is not None:
             overrides.setdefault(ALL_METHODS, {})[key.removeprefix("set__")] = value
     task_config = module.build_config(args, base.task if base else None, task_sets)
+    if args.tune and getattr(task_config, "validation_fraction", None) == 0.0:
+        task_config = dataclasses.replace(task_config, validation_fraction=DEFAULT_VALIDATION_FRACTION)
     changes = {"task": task_config, "overrides": overrides, "grids": grids}
+    if args.tune:
+        changes["tune"] = True
+    if args.relearn is not None:
+        changes["relearn"] = tuple(args.relearn)
     for flag in ("methods", "seeds", "mesh"):
         if getattr(args, flag) is not None:
             changes[flag] = getattr(args, flag)

@@ -13,9 +13,10 @@ from flax import nnx
 from rosu_jax.models.functional import ApplyFn, ModelState, Params, split_model
 from rosu_jax.models.layers import numpy_init_value
 from rosu_jax.models.resnet import ResNet18
+from rosu_jax.models.resnet_fast import ResNetFast
 from rosu_jax.models.small_cnn import SmallCNN
 
-MODELS: dict[str, Callable[..., nnx.Module]] = {"small_cnn": SmallCNN, "resnet18": ResNet18}
+MODELS: dict[str, Callable[..., nnx.Module]] = {"small_cnn": SmallCNN, "resnet18": ResNet18, "resnet_fast": ResNetFast}
 
 
 def build_model(
@@ -28,7 +29,7 @@ def build_model(
     init: str = "numpy",
     **kwargs: Any,
 ) -> tuple[ApplyFn, Params, ModelState]:
-    """Build model ``name`` ('small_cnn' | 'resnet18') and return ``split_model``'s triple.
+    """Build model ``name`` ('small_cnn' | 'resnet18' | 'resnet_fast') and return ``split_model``'s triple.
 
     ``dtype`` is the compute dtype; parameters are always float32. Extra ``kwargs`` go to the constructor.
     ``init="numpy"`` (default) draws the same distributions as the Flax initializers with a numpy

@@ -30,6 +30,11 @@ class RunConfig:
     grids: ``{hyperparameter: values}`` tried for every method that declares the hyperparameter grid-able
       (one row per point; grids multiply), or ``{"ROSU.rho": values}`` for one method only.
     mesh: device mesh, e.g. ``"data=8"`` (None: one device).
+    tune: fair tuning: every method gets the same number of grid points, each variant is also scored on the task's
+      held-out validation data, and the report keeps, per method, the variant with the best mean validation summary
+      (never chosen on the reported numbers); the grids and the choice are recorded.
+    relearn: ``(k, n)``: after unlearning, fine-tune on k forget examples for n steps and record how fast the forget
+      score comes back (a relearning attack; every method alike).
     """
 
     task: Any
@@ -38,6 +43,8 @@ class RunConfig:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     grids: dict[str, tuple] = dataclasses.field(default_factory=dict)
     mesh: str | None = None
+    tune: bool = False
+    relearn: tuple[int, int] | None = None
 
     def __post_init__(self):
         if not self.seeds:
@@ -50,6 +57,8 @@ class RunConfig:
         for target, values in self.overrides.items():
             if target != ALL_METHODS:
                 get_method(target).configure(values)
+        if self.relearn is not None and (len(self.relearn) != 2 or min(self.relearn) < 1):
+            raise ValueError(f"--relearn K,N: k forget examples and n steps, both >= 1; got {self.relearn!r}.")
         for target, values in self.grids.items():
             if not values:
                 raise ValueError(f"the grid of {target} is empty.")

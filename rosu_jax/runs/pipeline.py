@@ -25,6 +25,7 @@ from rosu_jax.parallel.mesh import make_mesh
 from rosu_jax.runs.cache import RowCache, code_fingerprint, default_work_dir, strict
 from rosu_jax.runs.config import RunConfig, method_variants, stable_hash
 from rosu_jax.runs.lock import WorkDirLock
+from rosu_jax.runs.relearn import relearn_curve
 from rosu_jax.runs.train import TrainedModel, train_model
 from rosu_jax.runs.unlearn import StepperCache, run_unlearning
 from rosu_jax.tasks import make_task
@@ -53,6 +54,7 @@ class Run:
     log: Callable[[str], None]
     fresh: bool
     steppers: StepperCache = dataclasses.field(default_factory=StepperCache)
+    relearn_steppers: dict = dataclasses.field(default_factory=dict)
 
     def key(self, *parts) -> str:
         """The cache key of a piece: the given parts plus the mesh and the code fingerprint."""
@@ -77,7 +79,21 @@ def plan(config: RunConfig, task: Task) -> list:
                 f"grid {target}: no selected method has a grid-able hyperparameter {field!r}; "
                 f"grid-able: {', '.join(sorted({f for n in names for f in get_method(n).grid_fields()}))}."
             )
-    return method_variants(config, tuple(names), task.method_defaults())
+    variants = method_variants(config, tuple(names), task.method_defaults())
+    if config.tune:
+        if task.summary is None:
+            raise ValueError(
+                f"--tune chooses each method's variant by the task's summary metric; the {task.name} task "
+                "has none (it reports several numbers side by side)."
+            )
+        counts = {name: sum(v == name for v, _ in variants) for name in names}
+        if len(set(counts.values())) > 1:
+            raise ValueError(
+                "--tune gives every method the same tuning budget, but the grids give "
+                + ", ".join(f"{n} {k} point(s)" for n, k in counts.items())
+                + "; use grids every method has (e.g. --lr-grid) or one --grid METHOD.NAME=... per method."
+            )
+    return variants
 
 
 def run_pipeline(
@@ -101,6 +117,11 @@ def run_pipeline(
         data = task.load()
         # Every split is made (and checked) before any training.
         settings = {(seed, s): task.setting(data, s, seed) for seed in config.seeds for s in task.scenarios()}
+        if config.tune and any(task.validation(s) is None for s in settings.values()):
+            raise ValueError(
+                "--tune needs held-out validation data: set the task's validation_fraction (the CLI's "
+                "--tune does, 0.2 by default)."
+            )
         run = Run(config, task, variants, work_dir, mesh, progress, log, fresh)
         try:
             _prefetch(run, settings)
@@ -116,9 +137,11 @@ def _prefetch(run: Run, settings: dict) -> None:
     params, model_state = run.task.unlearning_start(*(run.task.pretrained(seed) or run.task.init_model(seed)))
     terms = run.task.loss_terms()
     for scenario in run.task.scenarios():
-        data = run.task.unlearning_data(settings[(seed, scenario)], seed)
-        for name, method_settings in run.variants:
-            run.steppers.prefetch(get_method(name), method_settings, terms, params, model_state, data, run.mesh)
+        setting = settings[(seed, scenario)]
+        for request in setting.requests or [setting]:
+            data = run.task.unlearning_data(request, seed)
+            for name, method_settings in run.variants:
+                run.steppers.prefetch(get_method(name), method_settings, terms, params, model_state, data, run.mesh)
 
 
 def _run(run: Run, data, settings: dict) -> RunOutput:
@@ -134,6 +157,10 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
             bar.update(1)
             for scenario in task.scenarios():
                 setting = settings[(seed, scenario)]
+                if setting.requests:
+                    _sequential(run, data, setting, original, rows_cache, output)
+                    bar.update(1 + len(run.variants))
+                    continue
                 bar.set_postfix_str(f"seed {seed}: {scenario} reference")
                 reference, rows, artifacts = _reference_rows(run, data, setting, original)
                 output.rows += rows
@@ -151,10 +178,11 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
                         task.model_key(),
                         task.unlearning_key(),
                         method.key(method_settings),
+                        {"tune": config.tune, "relearn": config.relearn},
                     )
                     record = None if run.fresh else rows_cache.load(key)
                     if record is None:
-                        record = _unlearn_and_score(run, setting, original, reference, method, method_settings)
+                        record, _ = _unlearn_and_score(run, setting, original, reference, method, method_settings)
                         rows_cache.save(key, record)
                     else:
                         run.log(
@@ -171,6 +199,41 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
     finally:
         bar.close()
     return output
+
+
+def _sequential(run: Run, data, setting: Setting, original: TrainedModel, rows_cache: RowCache, output) -> None:
+    """Deletion requests one after another: each request's Retrain (trained on what is retained after it), and per
+    method a chain of unlearning runs, request r starting from the model request r − 1 left. Cached per chain."""
+    task = run.task
+    references = []
+    for request in setting.requests:
+        reference, rows, _ = _reference_rows(run, data, request, original)
+        references.append(reference)
+        output.rows += rows
+    for name, method_settings in run.variants:
+        method = get_method(name)
+        key = run.key(
+            data.fingerprint,
+            [r.key for r in setting.requests],
+            setting.seed,
+            task.model_key(),
+            task.unlearning_key(),
+            method.key(method_settings),
+        )
+        records = None if run.fresh else rows_cache.load(key)
+        if records is None:
+            start, chain = original, []
+            for request, reference in zip(setting.requests, references, strict=True):
+                record, result = _unlearn_and_score(run, request, start, reference, method, method_settings)
+                record["row"]["request"] = request.key["request"]
+                chain.append(record)
+                start = TrainedModel(result.params, result.model_state, result.seconds, restored=False)
+            records = {"row": {"method": name, "requests": len(chain)}, "chain": chain}
+            rows_cache.save(key, records)
+        for record in records["chain"]:
+            row = record["row"]
+            output.rows.append(row)
+            output.histories[f"{row['scenario']}/{row['seed']}/{name}/{row['variant']}"] = record["history"]
 
 
 def _ratio(seconds: float, reference_seconds: float | None) -> float | None:
@@ -218,7 +281,7 @@ def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) ->
     task = run.task
     base = _base_row(run, setting)
     rows, artifacts = [], []
-    reference_eval, reference_seconds = setting.reference_evaluation, None
+    reference_eval, reference_seconds, retrain = setting.reference_evaluation, None, None
     if reference_eval is None and setting.reference_training is not None:
         retrain = _train(run, task.reference_row, data.fingerprint, setting, setting.seed, setting.reference_training)
         reference_eval = task.evaluate(retrain.params, retrain.model_state, setting)
@@ -257,7 +320,12 @@ def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) ->
             )
     # A task without a reference model (WMDP) compares every method with the model before unlearning.
     comparison = reference_eval if reference_eval is not None else evaluation_original
-    return {"evaluation": comparison, "seconds": reference_seconds}, rows, artifacts
+    reference = {"evaluation": comparison, "seconds": reference_seconds}
+    if run.config.tune:  # the reference's scores on the validation data, for the methods' validation comparison
+        validation = task.validation(setting)
+        model = retrain if reference_eval is not None and setting.reference_evaluation is None else original
+        reference["validation"] = task.evaluate(model.params, model.model_state, validation)
+    return reference, rows, artifacts
 
 
 def _base_row(run: Run, setting: Setting) -> dict:
@@ -269,8 +337,8 @@ def _row(base: dict, method: str, evaluation: Evaluation, comparison: dict, **fi
     return strict(base | {"method": method, **evaluation.metrics, **comparison, "status": status, **fields})
 
 
-def _unlearn_and_score(run: Run, setting: Setting, original: TrainedModel, reference: dict, method, settings) -> dict:
-    """One unlearning run from the original weights, evaluated: ``{"row": ..., "history": ...}``."""
+def _unlearn_and_score(run: Run, setting: Setting, original: TrainedModel, reference: dict, method, settings):
+    """One unlearning run from ``original``, evaluated: (``{"row", "history", "artifact"}``, the run's result)."""
     task = run.task
     params, model_state = task.unlearning_start(original.params, original.model_state)  # before loss_terms()
     result = run_unlearning(
@@ -306,4 +374,15 @@ def _unlearn_and_score(run: Run, setting: Setting, original: TrainedModel, refer
         mean_coupling=float(np.mean(finite)) if finite else None,
         coupling_source=result.coupling_source,
     )
-    return {"row": row, "history": strict(result.history), "artifact": strict(evaluation.artifact)}
+    history = dict(result.history)
+    if run.config.tune:
+        validation = task.validation(setting)
+        scores = task.evaluate(result.params, result.model_state, validation)
+        row["validation"] = strict({**scores.metrics, **task.compare(scores, reference["validation"])})
+    if run.config.relearn and result.diverged_at is None:
+        steps, scores = relearn_curve(
+            task, result.params, result.model_state, setting, *run.config.relearn, run.relearn_steppers
+        )
+        row["relearn_forget_score"] = strict(scores[-1])
+        history |= {"relearn_step": steps, "relearn_forget_score": scores}
+    return {"row": row, "history": strict(history), "artifact": strict(evaluation.artifact)}, result

@@ -132,10 +132,59 @@ def _interval(iv) -> str:
     return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
+def selection(rows: list[dict], spec: TableSpec) -> dict:
+    """Fair tuning's choice (rows that carry ``validation`` scores): per table and method, the variant with the
+    lowest mean validation summary over its ok seeds. ``{table: {method: {"grid", "validation", "chosen"}}}``."""
+    chosen: dict = {}
+    if spec.summary is None or not any("validation" in r for r in rows):
+        return chosen
+    for group, entries in tables(rows, spec).items():
+        per_method: dict = {}
+        for e in entries:
+            if e.method in REFERENCE_METHODS:
+                continue
+            scores = [r["validation"].get(spec.summary) for r in e.ok if r.get("validation")]
+            scores = [v for v in scores if v is not None]
+            per_method.setdefault(e.method, []).append((e.variant, float(np.mean(scores)) if scores else None))
+        title = " — ".join(str(g) for g in group if g is not None)
+        chosen[title] = {}
+        for method, variants in per_method.items():
+            scored = [(v, score) for v, score in variants if score is not None]
+            best = min(scored, key=lambda item: item[1])[0] if scored else None
+            chosen[title][method] = {
+                "grid": [v for v, _ in variants],
+                "validation": [s for _, s in variants],
+                "chosen": best,
+            }
+    return chosen
+
+
+def _selected(rows: list[dict], spec: TableSpec, chosen: dict) -> list[dict]:
+    """The rows of the chosen variants (and the reference rows); all rows when nothing was tuned."""
+    if not chosen:
+        return rows
+    keep = []
+    for row in rows:
+        title = " — ".join(str(row.get(k)) for k in spec.group_keys if row.get(k) is not None)
+        pick = chosen.get(title, {}).get(row["method"])
+        if pick is None or row.get("variant") == pick["chosen"]:
+            keep.append(row)
+    return keep
+
+
 def markdown_tables(rows: list[dict], spec: TableSpec) -> str:
     """One table per group: methods as rows (mean ± std over ok seeds), the task's columns, seconds, status, and
-    with several seeds the paired difference to ROSU; then what the marks mean."""
+    with several seeds the paired difference to ROSU; then what the marks mean. With fair tuning only each method's
+    chosen variant is shown (the choice made on validation data; every variant is in results.json)."""
     out = []
+    chosen = selection(rows, spec)
+    rows = _selected(rows, spec, chosen)
+    if chosen:
+        grid = max(len(m["grid"]) for t in chosen.values() for m in t.values())
+        out.append(
+            f"Fair tuning: every method had {grid} grid point(s); each row is the variant with the best mean "
+            f"{_header(spec)} on held-out validation data (the numbers below are on the other data).\n"
+        )
     for group, entries in tables(rows, spec).items():
         comp = comparisons(entries, spec)
         seeds = sorted({r["seed"] for e in entries for r in e.rows})
@@ -143,7 +192,9 @@ def markdown_tables(rows: list[dict], spec: TableSpec) -> str:
         out.append(f"### {title} (seeds: {', '.join(map(str, seeds))})\n")
         with_variant = any(e.variant for e in entries)
         paired = comp["seeds"] >= 2 and comp["anchor"] is not None
+        relearn = any("relearn_forget_score" in r for e in entries for r in e.rows)
         header = ["Method"] + (["setting"] if with_variant else []) + [c.header for c in spec.columns]
+        header += ["relearned forget score"] if relearn else []
         header += ["seconds", "status"] + ([f"Δ{_header(spec)} vs {comp['anchor']} [95% CI]"] if paired else [])
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join(["---"] * len(header)) + "|")
@@ -154,7 +205,9 @@ def markdown_tables(rows: list[dict], spec: TableSpec) -> str:
             elif e.label in comp["tied"]:
                 name += " (tied)"
             cells = [name] + ([e.variant or ""] if with_variant else [])
-            cells += [_cell(e, c.key, c.fmt) for c in spec.columns] + [_cell(e, "seconds"), _status(e)]
+            cells += [_cell(e, c.key, c.fmt) for c in spec.columns]
+            cells += [_cell(e, "relearn_forget_score") if e.method not in REFERENCE_METHODS else ""] if relearn else []
+            cells += [_cell(e, "seconds"), _status(e)]
             if paired:
                 cells.append(
                     ""
@@ -189,6 +242,11 @@ def _verdict(comp: dict, spec: TableSpec) -> str:
 def legend(spec: TableSpec) -> str:
     parts = [f"{c.header} = {c.meaning} ({_better(c, spec)})" for c in spec.columns]
     parts.append("seconds = wall time of the run with its compiled step (compilation reported apart as compile_s)")
+    parts.append(
+        "relearned forget score (with --relearn K,N) = the forget score after N fine-tuning steps on K forget "
+        "examples (vision: forget accuracy %; TOFU: forget probability; WMDP: forget accuracy %); the lower, "
+        "the more robust the forgetting"
+    )
     parts.append(
         "status: a diverged (non-finite) or collapsed (one class predicted almost everywhere) model is not "
         "a result: it is left out of means, intervals and rankings"
@@ -264,10 +322,12 @@ def _write_artifacts(folder: Path, artifacts: dict) -> None:
 
 
 def _write_all(tmp: Path, rows, histories, spec, config, extra, plots) -> None:
+    chosen = selection(rows, spec)
+    shown = _selected(rows, spec, chosen)
     comps = {
-        " — ".join(str(g) for g in group): comparisons(entries, spec) for group, entries in tables(rows, spec).items()
+        " — ".join(str(g) for g in group): comparisons(entries, spec) for group, entries in tables(shown, spec).items()
     }
-    document = {"rows": rows, "comparisons": comps, "config": config, **(extra or {})}
+    document = {"rows": rows, "comparisons": comps, "selection": chosen, "config": config, **(extra or {})}
     (tmp / "results.json").write_text(json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False))
     (tmp / "histories.json").write_text(json.dumps(histories, allow_nan=False))
     header = "# rosu-jax results\n\n"

@@ -108,8 +108,9 @@ class Evaluation:
 
 @dataclasses.dataclass
 class Setting:
-    """One forget request of one seed: ``scenario``, the task's split, ``key`` (only the settings that apply to this
-    scenario: they name cached results), and the reference model (Retrain): what it learns from
+    """One forget request of one seed (or, with ``requests``, a sequence of them): ``scenario``, the task's split,
+    ``key`` (only the settings that apply to this scenario: they name cached results), and the reference model
+    (Retrain): what it learns from
     (``reference_training``), or its evaluation read from elsewhere (``reference_evaluation``, e.g. a saved
     evaluation log of a model trained without the forget set), or neither when the task has no reference."""
 
@@ -119,6 +120,8 @@ class Setting:
     split: Any
     reference_training: TrainingData | None
     reference_evaluation: Evaluation | None = None
+    requests: list[Setting] | None = None  # a sequence of deletion requests, each starting from the model the last
+    # one left (then this setting is only their container)
 
 
 class Task(abc.ABC):
@@ -195,6 +198,18 @@ class Task(abc.ABC):
     # -- metrics ------------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def evaluate(self, params: PyTree, model_state: PyTree, setting: Setting) -> Evaluation: ...
+
+    def relearn_batch(self, setting: Setting, k: int) -> Batch:
+        """One batch of the first ``k`` forget examples, for the relearning attack (``rosu_jax.runs.relearn``)."""
+        raise NotImplementedError(f"the {self.name} task has no relearning attack")
+
+    def forget_score(self, params: PyTree, model_state: PyTree, setting: Setting) -> float:
+        """How much of the forget set the model knows (higher = more), for the relearning attack."""
+        raise NotImplementedError(f"the {self.name} task has no relearning attack")
+
+    def validation(self, setting: Setting) -> Setting | None:
+        """``setting`` scored on held-out validation data (fair tuning selects on it), or None when there is none."""
+        return None
 
     def compare(self, evaluation: Evaluation, reference: Evaluation | None) -> dict[str, float | None]:
         """Numbers that need the reference model's evaluation (e.g. Avg.Gap); {} by default."""

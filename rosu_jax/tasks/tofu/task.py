@@ -385,6 +385,17 @@ class TofuTask(Task):
         metrics["forget_quality"] = None  # needs the retain model: compare()
         return Evaluation(metrics, {"status": "ok", "splits": splits}, artifact=to_legacy_log(splits))
 
+    def relearn_batch(self, setting: Setting, k: int) -> dict:
+        idx = np.arange(min(k, len(setting.split.forget)))
+        return setting.split.forget.batch(idx) | {"index": idx.astype(np.int32)}
+
+    def forget_score(self, params, model_state, setting: Setting) -> float:
+        """Mean length-normalised probability of the forget answers (TOFU's forget Probability)."""
+        nll, _, _ = language.score(
+            self.apply_fn, language.full_params(params, model_state), setting.split.forget, self.config.eval_batch_size
+        )
+        return float(np.exp(-nll).mean())
+
     def compare(self, evaluation: Evaluation, reference: Evaluation | None) -> dict:
         if reference is None or evaluation.details.get("status") != "ok":
             return {"forget_quality": None}

@@ -7,7 +7,7 @@ import argparse
 from rosu_jax.models import MODELS
 from rosu_jax.tasks.base import replace_fields
 from rosu_jax.tasks.vision.data import DATASET_NAMES
-from rosu_jax.tasks.vision.data.splits import SCENARIOS
+from rosu_jax.tasks.vision.data.splits import SCENARIOS as SPLIT_SCENARIOS
 from rosu_jax.tasks.vision.task import VisionConfig
 
 SUMMARY = "image classifiers: class-wise and random forgetting, UA / RA / TA / MIA, Avg.Gap (the default task)"
@@ -36,7 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip-bad-images", action="store_true", help="leave out image files that do not decode (default: fail)"
     )
     g.add_argument("--train-per-class", type=int, help="keep at most N training images per class (CPU budgets)")
-    g.add_argument("--scenario", choices=[*SCENARIOS, "both"], help="forgetting scenario (default both)")
+    g.add_argument(
+        "--scenario",
+        choices=[*SPLIT_SCENARIOS, "both", "sequential"],
+        help="forgetting scenario (default both); sequential: a stream of deletion requests",
+    )
+    g.add_argument("--requests", type=int, help="sequential: number of deletion requests (default 5)")
+    g.add_argument(
+        "--request-fraction", type=float, help="sequential: share of the training set per request (default 0.02)"
+    )
     g.add_argument("--forget-class", type=int, help="class forgotten in class-wise forgetting (default 0)")
     g.add_argument("--forget-fraction", type=float, help="fraction forgotten in random forgetting (default 0.1)")
     g.add_argument("--epochs", type=int, help="training epochs of the original model and Retrain")
@@ -68,7 +76,11 @@ def build_config(args: argparse.Namespace, base: VisionConfig | None, task_sets:
     if args.dtype:
         changes["model_kwargs"] = tuple(kv for kv in config.model_kwargs if kv[0] != "dtype") + (("dtype", args.dtype),)
     if args.scenario:
-        changes["scenarios"] = SCENARIOS if args.scenario == "both" else (args.scenario,)
+        changes["scenarios"] = SPLIT_SCENARIOS if args.scenario == "both" else (args.scenario,)
+    if args.requests is not None:
+        changes["sequential_requests"] = args.requests
+    if args.request_fraction is not None:
+        changes["sequential_fraction"] = args.request_fraction
     train = {
         k: v
         for k, v in {"epochs": args.epochs, "lr": args.train_lr, "batch_size": args.batch_size}.items()

@@ -26,8 +26,8 @@ from rosu_jax.tasks.vision.data import (
     num_batches,
     subsample_per_class,
 )
-from rosu_jax.tasks.vision.data.splits import SCENARIOS
-from rosu_jax.tasks.vision.evaluation import avg_gap, compute_metrics, predict_logits
+from rosu_jax.tasks.vision.data.splits import SCENARIOS as SPLIT_SCENARIOS
+from rosu_jax.tasks.vision.evaluation import accuracy, avg_gap, compute_metrics, predict_logits
 from rosu_jax.tasks.vision.losses import loss_terms
 
 # The model each dataset gets when none is named: the protocol's ResNet-18, except for the offline digits.
@@ -55,6 +55,10 @@ VISION_METHODS = ("FT", "GA", "NegGrad+", "RL", "l1-sparse", "SalUn", "SCRUB", "
 # A model is "collapsed" when it predicts one class for at least this share of the test set (a healthy classifier
 # of K >= 3 balanced classes stays near 1/K): its UA/RA/TA/MIA are then not a result.
 COLLAPSE_SHARE = 0.9
+# "sequential": a stream of deletion requests, each unlearned from the model the previous one left.
+SCENARIOS = (*SPLIT_SCENARIOS, "sequential")
+SEQUENTIAL_STREAM = 4  # seed-sequence word of the sequential requests' draw
+VALIDATION_STREAM = 3  # seed-sequence word of the validation hold-out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +72,18 @@ class VisionConfig:
       protocol, which uses the full training set); None keeps all.
     unlearn_epochs: passes over the retain set each method gets (the forget set is cycled alongside).
     skip_bad_images: leave out image files that do not decode (with a warning) instead of failing.
+    validation_fraction: hold out this share of the forget, retain and test examples from scoring (seeded): fair
+      tuning (``--tune``) chooses every method's hyperparameters on them, and reports the rest.
+    sequential_requests, sequential_fraction: the "sequential" scenario: that many successive deletion requests of
+      that fraction of the training set each (disjoint, seeded); each is unlearned from the model the previous one
+      left and scored against a Retrain on everything deleted so far.
     """
 
     dataset: str = "digits"
     data_dir: str | None = None
     model: str | None = None
     model_kwargs: tuple[tuple[str, Any], ...] = ()
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = SPLIT_SCENARIOS
     train_per_class: int | None = None
     forget_class: int = 0
     forget_fraction: float = 0.1
@@ -82,6 +91,9 @@ class VisionConfig:
     unlearn_epochs: int = 5
     unlearn_batch_size: int = 64
     skip_bad_images: bool = False
+    validation_fraction: float = 0.0
+    sequential_requests: int = 5
+    sequential_fraction: float = 0.02
 
     def __post_init__(self):
         if self.dataset not in DATASET_NAMES:
@@ -97,6 +109,12 @@ class VisionConfig:
             raise ValueError(f"forget_fraction must be in (0, 1), got {self.forget_fraction!r}; e.g. 0.1 forgets 10%.")
         if self.unlearn_epochs < 1 or self.unlearn_batch_size < 1:
             raise ValueError("unlearn_epochs and unlearn_batch_size must be >= 1.")
+        if self.sequential_requests < 1 or not 0.0 < self.sequential_fraction * self.sequential_requests < 1.0:
+            raise ValueError(
+                "sequential_requests must be >= 1 and sequential_requests × sequential_fraction in (0, 1)."
+            )
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}.")
         if self.train_per_class is not None and self.train_per_class < 1:
             raise ValueError(f"train_per_class must be >= 1, got {self.train_per_class}.")
 
@@ -118,9 +136,15 @@ class VisionData:
 
 @dataclasses.dataclass
 class VisionSplit:
-    subsets: dict[str, tuple[np.ndarray, np.ndarray]]  # forget / retain / test -> (images, labels)
+    """``subsets``: forget / retain / test -> (images, labels), what unlearning runs on; ``evaluation``: the parts
+    that are scored (all of them, or what is left after a validation hold-out); ``validation``: the held-out parts
+    (hyperparameters are chosen on these, never on what is reported), or None."""
+
+    subsets: dict[str, tuple[np.ndarray, np.ndarray]]
     mean: np.ndarray
     std: np.ndarray
+    evaluation: dict[str, tuple[np.ndarray, np.ndarray]]
+    validation: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
 
 class VisionTask(Task):
@@ -189,6 +213,8 @@ class VisionTask(Task):
 
     def setting(self, data: VisionData, scenario: str, seed: int) -> Setting:
         c = self.config
+        if scenario == "sequential":
+            return self._sequential(data, seed)
         if scenario == "classwise" and c.forget_class >= data.dataset.num_classes:
             raise ValueError(
                 f"--forget-class {c.forget_class} is not a class of {data.dataset.name} "
@@ -202,9 +228,56 @@ class VisionTask(Task):
             if scenario == "classwise"
             else {"fraction": c.forget_fraction, "split_seed": seed}
         )
-        recipe = c.train
-        reference = self._training(*subsets["retain"], recipe, data, seed)
-        return Setting(scenario, seed, key, VisionSplit(subsets, data.mean, data.std), reference)
+        evaluation, validation = subsets, None
+        if c.validation_fraction:
+            key["validation_fraction"] = c.validation_fraction
+            evaluation, validation = {}, {}
+            for name, (x, y) in subsets.items():
+                rng = np.random.default_rng([seed, VALIDATION_STREAM, ("forget", "retain", "test").index(name)])
+                held = np.zeros(len(y), bool)
+                held[rng.permutation(len(y))[: int(round(c.validation_fraction * len(y)))]] = True
+                evaluation[name], validation[name] = (x[~held], y[~held]), (x[held], y[held])
+        reference = self._training(*subsets["retain"], c.train, data, seed)
+        split = VisionSplit(subsets, data.mean, data.std, evaluation, validation)
+        return Setting(scenario, seed, key, split, reference)
+
+    def _sequential(self, data: VisionData, seed: int) -> Setting:
+        """Requests r = 1..R: forget a new disjoint random ``sequential_fraction`` of the training set; request r's
+        unlearning runs on its own forget examples and on what is retained after all r, and it is scored on
+        everything deleted so far against a Retrain on that retained set."""
+        c = self.config
+        n = len(data.dataset.y_train)
+        size = int(round(c.sequential_fraction * n))
+        order = np.random.default_rng([seed, SEQUENTIAL_STREAM]).permutation(n)
+        x, y = data.dataset.x_train, data.dataset.y_train
+        test = (data.dataset.x_test, data.dataset.y_test)
+        requests = []
+        for r in range(1, c.sequential_requests + 1):
+            new, deleted, kept = order[(r - 1) * size : r * size], order[: r * size], np.sort(order[r * size :])
+            subsets = {"forget": (x[np.sort(new)], y[np.sort(new)]), "retain": (x[kept], y[kept]), "test": test}
+            evaluation = {
+                "forget": (x[np.sort(deleted)], y[np.sort(deleted)]),
+                "retain": (x[kept], y[kept]),
+                "test": test,
+            }
+            key = {"scenario": "sequential", "request": r, "fraction": c.sequential_fraction, "split_seed": seed}
+            split = VisionSplit(subsets, data.mean, data.std, evaluation)
+            label = f"sequential {r}/{c.sequential_requests}"
+            requests.append(Setting(label, seed, key, split, self._training(x[kept], y[kept], c.train, data, seed)))
+        key = {
+            "scenario": "sequential",
+            "requests": c.sequential_requests,
+            "fraction": c.sequential_fraction,
+            "split_seed": seed,
+        }
+        return Setting("sequential", seed, key, None, None, requests=requests)
+
+    def validation(self, setting: Setting) -> Setting | None:
+        """The setting scored on the held-out validation parts (None without ``validation_fraction``)."""
+        split: VisionSplit = setting.split
+        if split is None or split.validation is None:
+            return None
+        return dataclasses.replace(setting, split=dataclasses.replace(split, evaluation=split.validation))
 
     # -- model ---------------------------------------------------------------------------------------------------
     def _build(self, seed: int):
@@ -299,7 +372,7 @@ class VisionTask(Task):
                 self.apply_fn,
                 params,
                 model_state,
-                split.subsets[name][0],
+                split.evaluation[name][0],
                 normalize=lambda x: normalize_images(x, split.mean, split.std),
             )
             for name in ("forget", "retain", "test")
@@ -308,16 +381,30 @@ class VisionTask(Task):
             return Evaluation({col.key: None for col in self.columns}, {"status": "diverged"})
         metrics = compute_metrics(
             logits["forget"],
-            split.subsets["forget"][1],
+            split.evaluation["forget"][1],
             logits["retain"],
-            split.subsets["retain"][1],
+            split.evaluation["retain"][1],
             logits["test"],
-            split.subsets["test"][1],
+            split.evaluation["test"][1],
         )
         predictions = np.argmax(logits["test"], axis=-1)
         share = np.bincount(predictions).max() / len(predictions)
         status = "collapsed" if share >= COLLAPSE_SHARE and self._shape[0] >= 3 else "ok"
         return Evaluation(metrics, {"status": status, "max_class_share": float(share)})
+
+    def relearn_batch(self, setting: Setting, k: int) -> dict:
+        split: VisionSplit = setting.split
+        x, y = split.subsets["forget"]
+        return {"image": normalize_images(x[:k], split.mean, split.std), "label": y[:k].astype(np.int32)}
+
+    def forget_score(self, params, model_state, setting: Setting) -> float:
+        """Forget accuracy (%) on the scored forget examples (100 − UA)."""
+        split: VisionSplit = setting.split
+        x, y = split.evaluation["forget"]
+        logits = predict_logits(
+            self.apply_fn, params, model_state, x, normalize=lambda b: normalize_images(b, split.mean, split.std)
+        )
+        return accuracy(logits, y)
 
     def compare(self, evaluation: Evaluation, reference: Evaluation | None) -> dict:
         if reference is None or evaluation.metrics.get("UA") is None or reference.metrics.get("UA") is None:

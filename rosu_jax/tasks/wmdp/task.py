@@ -341,6 +341,16 @@ class WmdpTask(Task):
         finite = all(np.isfinite(v) for v in metrics.values())
         return Evaluation(metrics, {"status": "ok" if finite else "diverged"})
 
+    def relearn_batch(self, setting: Setting, k: int) -> dict:
+        topic = sorted(setting.split["forget"])[0]
+        encoded = setting.split["forget"][topic]
+        idx = np.arange(min(k, len(encoded)))
+        return encoded.batch(idx) | {"index": idx.astype(np.int32), "topic": np.zeros(len(idx), np.int32)}
+
+    def forget_score(self, params, model_state, setting: Setting) -> float:
+        """Accuracy (%) on the forget topics' questions."""
+        return float(self.evaluate(params, model_state, setting).metrics["forget_accuracy"])
+
     def compare(self, evaluation: Evaluation, reference: Evaluation | None) -> dict:
         if reference is None or evaluation.metrics.get("forget_accuracy") is None:
             return {"forget_accuracy_delta": None, "control_accuracy_delta": None}
