@@ -27,6 +27,15 @@ ENV_KEYS = ("python", "platform", "jax", "jaxlib", "flax", "optax", "numpy", "ba
             "device_count", "cpu_count", "xla_flags", "loadavg_1m")
 
 
+def cifar10_dir(given: str | None = None) -> Path | None:
+    """A folder of CIFAR-10 images (train/<class>, test/<class>): ``given``, else ``$CIFAR_DIR``, else
+    ``shared/data/cifar10-jpeg`` beside the checkout; None when there is none (the caller skips, saying so)."""
+    for candidate in (given, os.environ.get("CIFAR_DIR"), REPO.parent / "shared" / "data" / "cifar10-jpeg"):
+        if candidate and (Path(candidate) / "train").is_dir() and (Path(candidate) / "test").is_dir():
+            return Path(candidate)
+    return None
+
+
 def loadavg_1m() -> float | None:
     """The 1-minute load average (None where the platform has none): other processes distort CPU timings."""
     try:

@@ -22,6 +22,7 @@ class MinMaxSettings(OptimizerSettings):
     rho_schedule: str = hyper(
         "constant", "ρ schedule ('cosine': to 0 over the run, as UAM offers)", choices=("constant", "cosine")
     )
+    measure_surrogate: bool = hyper(False, "also measure L_r(θ+δ) − L_r(θ) every step (two extra forward passes)")
 
     def rho_value(self, total_steps: int):
         return make_schedule(self.rho_schedule, self.rho, total_steps)
@@ -40,7 +41,13 @@ class RosuSettings(AmplifiedSettings):
 
 
 def _uam(terms, s: MinMaxSettings, total_steps):
-    return make_uam_step(terms["forget"], terms["retain"], s.make_optimizer(total_steps), rho=s.rho_value(total_steps))
+    return make_uam_step(
+        terms["forget"],
+        terms["retain"],
+        s.make_optimizer(total_steps),
+        rho=s.rho_value(total_steps),
+        measure_surrogate=s.measure_surrogate,
+    )
 
 
 def _rosu(project: bool):
@@ -53,6 +60,7 @@ def _rosu(project: bool):
             amplification=s.amplification,
             project=project,
             lagged=getattr(s, "lagged", False),
+            measure_surrogate=s.measure_surrogate,
         )
 
     return build

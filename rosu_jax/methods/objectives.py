@@ -129,6 +129,7 @@ def _rosu_wrapping(objective_of):
             amplification=s.amplification,
             lagged=s.lagged,
             surrogate_objective=objective_of(terms, s),
+            measure_surrogate=s.measure_surrogate,
         )
 
     return build

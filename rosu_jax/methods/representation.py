@@ -102,6 +102,7 @@ def _wrapped(project: bool):
             project=project,
             lagged=not project,  # UAM as published: no retain gradient at θ
             surrogate_objective=objective,
+            measure_surrogate=s.measure_surrogate,
         )
 
     return build

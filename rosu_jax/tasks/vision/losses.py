@@ -53,15 +53,16 @@ def retain_loss_fn(apply_fn: ApplyFn):
     return loss
 
 
-def forget_loss_fn(apply_fn: ApplyFn):
+def forget_loss_fn(apply_fn: ApplyFn, batch_statistics: bool = False):
     """(params, model_state, batch, key) -> (cross-entropy on the forget batch, unchanged model_state).
 
-    Running BatchNorm statistics (eval mode); raising this loss is forgetting.
+    Running BatchNorm statistics (eval mode) by default; ``batch_statistics`` normalises the forget batch by its own
+    statistics instead (train mode; the running statistics are still never updated). Raising this loss is forgetting.
     """
 
     def loss(params, model_state, batch, key):
         del key
-        logits, _ = apply_fn(params, model_state, batch["image"], train=False)
+        logits, _ = apply_fn(params, model_state, batch["image"], train=batch_statistics)
         return cross_entropy(logits, batch["label"]), model_state
 
     return loss
@@ -83,11 +84,11 @@ def relabel_loss_fn(apply_fn: ApplyFn, num_classes: int):
     return loss
 
 
-def loss_terms(apply_fn: ApplyFn, num_classes: int) -> dict[str, Callable]:
-    """The named terms of ``rosu_jax.tasks.base`` for a classifier: forget, retain, relabel, and SCRUB's
-    outputs (logits) / divergence (KL at a temperature) / supervised (cross-entropy)."""
+def loss_terms(apply_fn: ApplyFn, num_classes: int, forget_batch_statistics: bool = False) -> dict[str, Callable]:
+    """The named terms of ``rosu_jax.tasks.base`` for a classifier: forget (see ``forget_loss_fn``), retain,
+    relabel, and SCRUB's outputs (logits) / divergence (KL at a temperature) / supervised (cross-entropy)."""
     return {
-        "forget": forget_loss_fn(apply_fn),
+        "forget": forget_loss_fn(apply_fn, forget_batch_statistics),
         "retain": retain_loss_fn(apply_fn),
         "relabel": relabel_loss_fn(apply_fn, num_classes),
         "outputs": lambda params, model_state, batch, *, train: apply_fn(

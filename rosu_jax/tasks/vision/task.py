@@ -77,6 +77,8 @@ class VisionConfig:
     sequential_requests, sequential_fraction: the "sequential" scenario: that many successive deletion requests of
       that fraction of the training set each (disjoint, seeded); each is unlearned from the model the previous one
       left and scored against a Retrain on everything deleted so far.
+    forget_batchnorm: how the forget loss normalises: "running" (the running BatchNorm statistics, the project's
+      choice, see ``losses``) or "batch" (the forget batch's own statistics; never updating the running ones).
     """
 
     dataset: str = "digits"
@@ -94,6 +96,7 @@ class VisionConfig:
     validation_fraction: float = 0.0
     sequential_requests: int = 5
     sequential_fraction: float = 0.02
+    forget_batchnorm: str = "running"
 
     def __post_init__(self):
         if self.dataset not in DATASET_NAMES:
@@ -113,6 +116,8 @@ class VisionConfig:
             raise ValueError(
                 "sequential_requests must be >= 1 and sequential_requests × sequential_fraction in (0, 1)."
             )
+        if self.forget_batchnorm not in ("running", "batch"):
+            raise ValueError(f"forget_batchnorm must be 'running' or 'batch', got {self.forget_batchnorm!r}.")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}.")
         if self.train_per_class is not None and self.train_per_class < 1:
@@ -355,11 +360,16 @@ class VisionTask(Task):
         return UnlearningData(steps, self.config.unlearn_epochs, len(forget[0]), pairs, forget_batches, example)
 
     def unlearning_key(self) -> dict:
-        return {"unlearn_epochs": self.config.unlearn_epochs, "unlearn_batch_size": self.config.unlearn_batch_size}
+        c = self.config
+        return {
+            "unlearn_epochs": c.unlearn_epochs,
+            "unlearn_batch_size": c.unlearn_batch_size,
+            "forget_batchnorm": c.forget_batchnorm,
+        }
 
     def loss_terms(self) -> dict:
         if self._terms is None:  # built once: steps compiled for them are reused
-            self._terms = loss_terms(self.apply_fn, self._shape[0])
+            self._terms = loss_terms(self.apply_fn, self._shape[0], self.config.forget_batchnorm == "batch")
         return self._terms
 
     # -- metrics -------------------------------------------------------------------------------------------------
