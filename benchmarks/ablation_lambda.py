@@ -1,11 +1,11 @@
 """Ablation of ROSU's amplification λ and radius ρ on digits (the evidence behind the default λ).
 
 Runs ROSU and UAM+λ (the same step with the projection off) over a grid of (λ, ρ) on both scenarios of the digits
-default, through the pipeline's grids (one original model and one Retrain for every point), and writes one record
-per row (``ablation``): UA, RA, TA, MIA, Avg.Gap and the mean coupling. The table of the last full run, with its
-reading, is ``results/ablation.md``.
+default and over seeds, through the pipeline's grids (one original model and one Retrain per seed), and writes one
+record per row (``ablation``): UA, RA, TA, MIA, Avg.Gap and the mean coupling; then ``ablation.md`` beside the
+records: per point, mean ± std over the seeds and the paired 95% interval of ROSU − UAM+λ.
 
-  python -m benchmarks.ablation_lambda --out benchmarks/results/ablation.jsonl
+  python -m benchmarks.ablation_lambda --seeds 0,1,2,3,4 --out benchmarks/results/ablation.jsonl
 """
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from pathlib import Path
+
+import numpy as np
 
 from benchmarks import common
 from rosu_jax.runs import RunConfig
 from rosu_jax.runs.pipeline import run_pipeline
+from rosu_jax.runs.stats import mean_std, paired_interval
 from rosu_jax.tasks.base import TrainingRecipe
 from rosu_jax.tasks.vision import VisionConfig
 
 METHODS = ("ROSU", "UAM+λ")
-GRIDS = ({"amplification": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2), "rho": (0.5,)},  # λ at the default ρ
-         {"amplification": (0.05,), "rho": (0.2, 1.0)})  # ρ at the default λ
+GRIDS = (
+    {"amplification": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2), "rho": (0.5,)},  # λ at the default ρ
+    {"amplification": (0.05,), "rho": (0.2, 1.0)},
+)  # ρ at the default λ
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,26 +36,96 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/ablation.jsonl", help="JSONL file to append to")
     parser.add_argument("--quick", action="store_true", help="one point, 30 images per class, one epoch (smoke test)")
     parser.add_argument("--work-dir", help="checkpoints and cached rows (default: a temporary folder)")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0..4)")
     args = parser.parse_args(argv)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
     task, grids = VisionConfig(), GRIDS
     if args.quick:
-        task = VisionConfig(train=TrainingRecipe(epochs=1), unlearn_epochs=1, scenarios=("classwise",),
-                            train_per_class=30)
+        task = VisionConfig(
+            train=TrainingRecipe(epochs=1), unlearn_epochs=1, scenarios=("classwise",), train_per_class=30
+        )
         grids = ({"amplification": (0.05,), "rho": (0.5,)},)
     env = common.environment()
     with tempfile.TemporaryDirectory(prefix="rosu-ablation-") as tmp:
         for grid in grids:
-            output = run_pipeline(RunConfig(task=task, methods=METHODS, grids=grid), work_dir=args.work_dir or tmp,
-                                  progress=False)
+            output = run_pipeline(
+                RunConfig(task=task, methods=METHODS, grids=grid, seeds=seeds),
+                work_dir=args.work_dir or tmp,
+                progress=False,
+            )
             for row in (r for r in output.rows if r["method"] in METHODS):
                 lam, rho = row["amplification"], row["rho"]
-                common.write_jsonl(args.out, common.record(
-                    "ablation", f"{row['scenario']}/{row['method']}/λ={lam}/ρ={rho}", env, scenario=row["scenario"],
-                    method=row["method"], amplification=lam, rho=rho, lr=row["lr"],
-                    **{k: row[k] for k in ("UA", "RA", "TA", "MIA", "avg_gap", "mean_coupling")}))
-                common.progress(f"{row['scenario']}/{row['method']} λ={lam} ρ={rho}: UA {row['UA']:.1f} "
-                                f"RA {row['RA']:.1f} TA {row['TA']:.1f} MIA {row['MIA']:.1f} gap {row['avg_gap']:.2f}")
+                common.write_jsonl(
+                    args.out,
+                    common.record(
+                        "ablation",
+                        f"{row['scenario']}/{row['method']}/λ={lam}/ρ={rho}/seed{row['seed']}",
+                        env,
+                        scenario=row["scenario"],
+                        method=row["method"],
+                        amplification=lam,
+                        rho=rho,
+                        lr=row["lr"],
+                        seed=row["seed"],
+                        status=row["status"],
+                        **{k: row[k] for k in ("UA", "RA", "TA", "MIA", "avg_gap", "mean_coupling")},
+                    ),
+                )
+                common.progress(
+                    f"{row['scenario']}/{row['method']} λ={lam} ρ={rho}: UA {row['UA']:.1f} "
+                    f"RA {row['RA']:.1f} TA {row['TA']:.1f} MIA {row['MIA']:.1f} gap {row['avg_gap']:.2f}"
+                )
+    table = summary(
+        common.read_jsonl(args.out), " ".join(["python -m benchmarks.ablation_lambda", *(argv or sys.argv[1:])])
+    )
+    Path(args.out).with_suffix(".md").write_text(table)
     return 0
+
+
+def summary(records: list[dict], command: str) -> str:
+    """Per scenario and (λ, ρ): ROSU's and UAM+λ's Avg.Gap, mean ± std over seeds, and ROSU − UAM+λ paired."""
+    seeds = sorted({r["seed"] for r in records})
+    lines = [
+        f"# Ablation of λ and ρ (digits, small CNN, lr 0.1, 5 unlearning epochs, seeds {seeds})",
+        "",
+        f"Command: `{command}`. Avg.Gap mean ± std over the seeds whose model is ok; Δ = ROSU − UAM+λ paired "
+        "over seeds with its 95% t-interval (negative: ROSU closer to Retrain).",
+        "",
+        "| scenario | λ | ρ | ROSU Avg.Gap | UAM+λ Avg.Gap | Δ [95% CI] | ROSU UA/RA/TA/MIA |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    points = sorted({(r["scenario"], r["amplification"], r["rho"]) for r in records})
+    for scenario, lam, rho in points:
+        runs = {
+            m: {
+                r["seed"]: r
+                for r in records
+                if (r["scenario"], r["amplification"], r["rho"], r["method"]) == (scenario, lam, rho, m)
+                and r["status"] == "ok"
+            }
+            for m in METHODS
+        }
+        rosu, uam = runs["ROSU"], runs["UAM+λ"]
+        both = sorted(set(rosu) & set(uam))
+        interval = paired_interval([rosu[s]["avg_gap"] - uam[s]["avg_gap"] for s in both])
+        delta = "–" if interval is None else f"{interval[0]:+.2f} [{interval[1]:+.2f}, {interval[2]:+.2f}]"
+        metrics = (
+            "/".join(f"{np.mean([r[k] for r in rosu.values()]):.1f}" for k in ("UA", "RA", "TA", "MIA"))
+            if rosu
+            else "–"
+        )
+        lines.append(
+            f"| {scenario} | {lam:g} | {rho:g} | {_ms([r['avg_gap'] for r in rosu.values()])} | "
+            f"{_ms([r['avg_gap'] for r in uam.values()])} | {delta} | {metrics} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean, std = mean_std(values)
+    return f"{mean:.2f} ± {std:.2f}"
 
 
 if __name__ == "__main__":

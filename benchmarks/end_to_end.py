@@ -30,7 +30,6 @@ from pathlib import Path
 from benchmarks import common
 
 CIFAR_CONFIG = "experiments/cifar10_folder_small_cnn.py"
-DEFAULT_CIFAR_DIR = common.REPO.parent / "shared" / "data" / "cifar10-jpeg"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 ROW_FIELDS = ("scenario", "method", "seed", "lr", "UA", "RA", "TA", "MIA", "avg_gap", "seconds", "compile_s",
               "rte_ratio")
@@ -90,10 +89,9 @@ def subset_folder(src: Path, dst: Path, train_per_class: int | None, test_per_cl
 
 
 def cifar_case(args, command, env, tmp: Path) -> None:
-    data = Path(args.data_dir)
-    if not (data / "train").is_dir():
-        common.progress(f"[cifar10] skipped: no CIFAR-10 image folder (train/, test/) at {args.data_dir}; "
-                        "set CIFAR_DIR or --data-dir")
+    data = common.cifar10_dir(args.data_dir)
+    if data is None:
+        common.progress("[cifar10] skipped: no CIFAR-10 image folder (train/, test/); set CIFAR_DIR or --data-dir")
         return
     subset = {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class}
     if args.train_per_class or args.test_per_class:
@@ -123,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="cold/warm pairs of the default job (default 3; --quick 1)")
     parser.add_argument("--no-default", action="store_true", help="skip the default job")
     parser.add_argument("--no-cifar", action="store_true", help="skip the CIFAR-10 run")
-    parser.add_argument("--data-dir", default=os.environ.get("CIFAR_DIR", str(DEFAULT_CIFAR_DIR)),
-                        help="CIFAR-10 image folder with train/ and test/ (default: $CIFAR_DIR)")
+    parser.add_argument("--data-dir", help="CIFAR-10 image folder with train/ and test/ (default: $CIFAR_DIR, or the "
+                        "shared data beside the checkout)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (original model and Retrain)")
     parser.add_argument("--unlearn-epochs", type=int, default=1)
     parser.add_argument("--methods", default="FT,UAM,ROSU")

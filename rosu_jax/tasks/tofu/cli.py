@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Forget Quality with --model-dir or --score-log",
     )
     g.add_argument("--score-log", help="score this evaluation log against --retain-log and print JSON (no model)")
+    g.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="evaluate the --model-dir checkpoint and write its "
+        "evaluation log to --out (e.g. the retain model's, for --retain-log); no unlearning",
+    )
     g.add_argument("--prompt-format", choices=language.PROMPT_FORMATS, help="phi (default), llama2 or chat")
     g.add_argument(
         "--trainable",
@@ -88,7 +94,10 @@ def build_config(args: argparse.Namespace, base: TofuConfig | None, task_sets: d
 
 
 def special_mode(args: argparse.Namespace) -> int | None:
-    """``--score-log LOG --retain-log RETAIN``: print TOFU's numbers of a log as one JSON object; no model needed."""
+    """``--score-log LOG --retain-log RETAIN``: print TOFU's numbers of a log as one JSON object (no model needed);
+    ``--evaluate-only``: write the evaluation log of ``--model-dir`` (no unlearning)."""
+    if args.evaluate_only:
+        return _evaluate_only(args)
     if not args.score_log:
         return None
     if not args.retain_log:
@@ -105,4 +114,34 @@ def special_mode(args: argparse.Namespace) -> int | None:
         print(f"rosu-unlearn tofu: {err}", file=sys.stderr)
         return 2
     print(json.dumps(scores, indent=1))
+    return 0
+
+
+def _evaluate_only(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rosu_jax.tasks.tofu.eval_log import to_legacy_log
+    from rosu_jax.tasks.tofu.task import TofuTask
+
+    if not (args.model_dir and args.out):
+        print(
+            "rosu-unlearn tofu: --evaluate-only needs --model-dir (the checkpoint) and --out (where its log goes).",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        config = build_config(args, None, {})
+        task = TofuTask(config)
+        data = task.load()
+        setting = task.setting(data, config.forget_split, 0)
+        params, model_state = task.pretrained(0)
+        evaluation = task.evaluate(params, model_state, setting)
+    except (OSError, ValueError) as err:
+        print(f"rosu-unlearn tofu: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    to_legacy_log(evaluation.details["splits"], out / "eval_log.json")
+    print(json.dumps({k: v for k, v in evaluation.metrics.items() if v is not None}, indent=1))
+    print(f"wrote {out / 'eval_log.json'}")
     return 0

@@ -84,11 +84,6 @@ class TofuConfig:
             )
         if self.data_dir and self.hub:
             raise ValueError("give --data-dir or --hub, not both.")
-        if self.model_dir and not self.retain_log:
-            raise ValueError(
-                "--model-dir needs --retain-log: the evaluation log of the retain model (trained on the "
-                "retain split only) gives Forget Quality; write one with this tool or take TOFU's."
-            )
         for name in (
             "max_length",
             "unlearn_epochs",
@@ -160,7 +155,13 @@ class TofuTask(Task):
         ]
 
     def validate(self) -> None:
-        pass  # TofuConfig checks its fields; the files are checked by load()
+        """A run on a given checkpoint needs the retain model's log (the files are checked by load())."""
+        if self.config.model_dir and not self.config.retain_log:
+            raise ValueError(
+                "--model-dir needs --retain-log: the evaluation log of the retain model (trained on the retain split "
+                "only) gives Forget Quality; write one with `rosu-unlearn tofu --model-dir RETAIN_CHECKPOINT "
+                "--evaluate-only --out DIR`, or take TOFU's."
+            )
 
     # -- data ----------------------------------------------------------------------------------------------------
     def load(self) -> TofuData:
@@ -225,8 +226,10 @@ class TofuTask(Task):
             for name, items in self._eval_items(data).items()
         }
         reference_training, reference_evaluation = None, None
-        if c.model_dir:
+        if c.model_dir and c.retain_log:
             reference_evaluation = self._evaluation(from_legacy_log(c.retain_log))
+        elif c.model_dir:
+            pass  # evaluating a checkpoint alone (--evaluate-only): no reference
         else:
             reference_training = self._training(data.retain, data, seed)
         key = {

@@ -36,3 +36,30 @@ def paper_task(dataset: str, scenario: str, data_dir: str | None = None) -> Visi
         unlearn_epochs=10,
         unlearn_batch_size=256,
     )
+
+
+# A CIFAR-10 setting a 2-core CPU trains in under 30 minutes to >= 80% test accuracy (benchmarks/train_fast.py,
+# results/train_fast.jsonl): the small residual network 'resnet_fast' (ResNet-9-like, widths 16-32-64-128, 0.3M
+# parameters), batch 256, SGD momentum 0.9, weight decay 5e-4, one epoch of linear warm-up to lr 0.2, then cosine
+# decay (to 1.7% of the peak at the last step), crop+flip augmentation, float32 compute (bfloat16 was slower on
+# XLA:CPU at these widths).
+FAST_RESNET_KWARGS = (("widths", (16, 32, 64, 128)),)
+FAST_RESNET_RECIPE = TrainingRecipe(
+    epochs=12, batch_size=256, lr=0.2, schedule="cosine", warmup_epochs=1.0, augment=True
+)
+
+
+def fast_resnet_task(
+    dataset: str = "cifar10", scenarios: tuple[str, ...] = ("classwise", "random"), data_dir: str | None = None
+) -> VisionConfig:
+    """The CPU-feasible vision setting: ``resnet_fast`` with ``FAST_RESNET_RECIPE`` (32x32 images: CIFAR-10/100)."""
+    return VisionConfig(
+        dataset=dataset,
+        data_dir=data_dir,
+        model="resnet_fast",
+        model_kwargs=FAST_RESNET_KWARGS,
+        scenarios=scenarios,
+        train=FAST_RESNET_RECIPE,
+        unlearn_epochs=5,
+        unlearn_batch_size=256,
+    )

@@ -237,3 +237,37 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, argv, message):
         code = exit_.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_hugging_face_checkpoint_is_evaluated_and_unlearned_with_a_retain_log(trained, tmp_path, capsys):
+    """The real-checkpoint path on a small model: save it in the Hugging Face layout, write its evaluation log with
+    --evaluate-only, then unlearn from the checkpoint with that log standing for the retain model."""
+    from rosu_jax.models.lm import save_hf_checkpoint
+
+    task, _, original = trained
+    folder = tmp_path / "checkpoint"
+    save_hf_checkpoint(folder, task._model[0], original.params)
+    task.tokenizer.save(folder)
+    common = ["--synthetic-authors", "10", "--model-dir", str(folder), "--max-new-tokens", "8", "--no-progress"]
+    assert cli.main(["tofu", *common, "--evaluate-only", "--out", str(tmp_path / "retain")]) == 0
+    log = tmp_path / "retain" / "eval_log.json"
+    assert "model_utility" in capsys.readouterr().out and log.exists()
+    argv = [
+        "tofu",
+        *common,
+        "--retain-log",
+        str(log),
+        "--methods",
+        "GradDiff",
+        "--unlearn-epochs",
+        "1",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert cli.main(argv) == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["Retrain", "Original", "GradDiff"]
+    assert rows[0]["forget_quality"] == 1.0 and rows[1]["forget_quality"] == pytest.approx(1.0)  # the same model
+    assert rows[2]["seconds"] > 0 and rows[0]["seconds"] is None
