@@ -403,6 +403,12 @@ KINDS: dict[str, Kind] = {
                "ROSU-lagged on a Llama-3.2-1B-shape model, every parameter and LoRA trainable) has not been run on a "
                "GPU. Run `timeout --signal=INT 570 python -m benchmarks.lm_steps --out "
                "benchmarks/results/gpu-lm_steps.jsonl` where one is lent, then this report."),
+    "gpu_vision": Kind(
+        columns=("case", "UA", "RA", "TA", "MIA", "avg_gap", "published_rosu_ra", "step_s", "mfu", "status"),
+        absent="**No GPU record exists yet**: `benchmarks/gpu_vision.py` (CIFAR-10 ResNet-18, both scenarios, UAM, "
+               "UAM+λ and ROSU end to end, with per-step time and MFU) has not been run on a GPU. Run `timeout "
+               "--signal=INT 570 python -m benchmarks.gpu_vision --out benchmarks/results/gpu-vision.jsonl` where one "
+               "is lent, then this report."),
 }
 
 

@@ -4,7 +4,8 @@
 #   bash benchmarks/run_all.sh           # every CPU benchmark at full size -> benchmarks/results/ (tens of minutes)
 #   bash benchmarks/run_all.sh --quick   # smoke run of every benchmark into a temporary folder
 #   bash benchmarks/run_all.sh --gpu     # projection, step cost, LM steps on a GPU, time-capped -> results/gpu-*.jsonl
-#   SKIP="projection step_cost" bash benchmarks/run_all.sh --gpu    # the LM steps alone: one 10-minute device call
+#   SKIP="projection step_cost gpu_vision" bash benchmarks/run_all.sh --gpu   # the LM steps: one 10-minute call
+#   SKIP="projection step_cost lm_steps" bash benchmarks/run_all.sh --gpu     # the vision rows: another
 #
 # Environment: PYTHON; SKIP="ablation peer ..." (projection projection_scaling step_cost scaling e2e ablation peer
 # lm_steps);
@@ -51,6 +52,7 @@ if ((GPU)); then  # on one H100: projection ~2 min, step cost ~4 min, compiles i
   LM_CPU=()
   if [[ "${ALLOW_CPU:-0}" == "1" ]]; then LM_CPU=(--allow-cpu); fi
   run lm_steps "$OUT/gpu-lm_steps.jsonl" 570 lm_steps "${LM_CPU[@]}"
+  run gpu_vision "$OUT/gpu-vision.jsonl" 570 gpu_vision "${LM_CPU[@]}"
 else
   run projection "$OUT/projection.jsonl" 0 projection
   run projection_scaling "$OUT/projection_scaling.jsonl" 0 projection --scaling
@@ -58,6 +60,10 @@ else
   run scaling "$OUT/scaling.jsonl" 0 scaling
   run e2e "$OUT/end_to_end.jsonl" 0 end_to_end
   run ablation "$OUT/ablation.jsonl" 0 ablation_lambda
+  if [[ -z "${QUICK[*]}" ]]; then  # its own folder (records, STUDY.md, plots); CIFAR-10 when a folder is found
+    echo "== coupling study -> $OUT/coupling_study"
+    "$PY" -m benchmarks.coupling_study --settings digits,cifar10 --out "$OUT/coupling_study" || FAILED+=(coupling)
+  fi
   if [[ -n "${TORCH_PYTHON:-}${QUICK[*]}" ]]; then
     run peer "$OUT/peer.jsonl" 0 peer "${PEER[@]}"
   else
@@ -65,6 +71,7 @@ else
   fi
   if [[ -n "${QUICK[*]}" ]]; then  # the tiny decoder; the full size is a GPU benchmark (--gpu)
     run lm_steps "$OUT/lm_steps.jsonl" 0 lm_steps
+    run gpu_vision "$OUT/gpu-vision.jsonl" 0 gpu_vision
   else
     echo "== skip lm_steps: a GPU benchmark (run_all.sh --gpu)"
   fi

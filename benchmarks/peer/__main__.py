@@ -8,6 +8,11 @@ Cases: small CNN on digits (batch 64), small CNN and ResNet-18 on CIFAR-shaped n
 with ``record`` 'case' (steps/s), 'ratio' (JAX over torch steps/s, median per-repeat ratio), 'parity' (max |logit
 difference|).
 
+Settings (``benchmarks/speed_settings.py`` sweeps them, one process each, since XLA reads ``XLA_FLAGS`` once):
+``--datasets``, ``--batch`` (every case), ``--dtype`` (the JAX model's compute dtype; the torch half stays float32, the
+parity check compares float32 models), ``--jax-methods``/``--torch-methods`` and ``--setting NAME`` (recorded in
+every record as ``setting``, with ``dtype``; the process's ``XLA_FLAGS`` are in ``xla_flags``).
+
 Load: the benchmark keeps at most the cores busy, so a 1-minute load average above the core count means other work
 competes for them. Before each case the driver waits up to ``--settle`` seconds for the load to fall to the core
 count, else refuses (exit 3); ``--allow-loaded`` runs anyway and marks the records ``loaded: true``.
@@ -100,9 +105,10 @@ class JaxSide:
     def info(self, _: dict) -> dict:
         return common.environment()
 
-    def _model(self, msg: dict, data) -> tuple:
-        return build_model(msg["model"], msg["num_classes"], data["forget_x"].shape[-1], seed=0,
-                           **(msg.get("model_kwargs") or {}))
+    def _model(self, msg: dict, data, compute: bool = True) -> tuple:
+        """The case's model; ``compute``: with the JAX-only settings (``jax_model_kwargs``, e.g. the dtype)."""
+        kwargs = {**(msg.get("model_kwargs") or {}), **((msg.get("jax_model_kwargs") or {}) if compute else {})}
+        return build_model(msg["model"], msg["num_classes"], data["forget_x"].shape[-1], seed=0, **kwargs)
 
     def setup(self, msg: dict) -> dict:
         data = np.load(msg["data_path"])
@@ -136,7 +142,7 @@ class JaxSide:
     def parity(self, msg: dict) -> dict:
         """Eval-mode logits on the retain batch, saved for the torch half to compare with its own."""
         data = np.load(msg["data_path"])
-        apply_fn, params, model_state = self._model(msg, data)
+        apply_fn, params, model_state = self._model(msg, data, compute=False)
         logits, _ = jax.jit(lambda p, s, x: apply_fn(p, s, x, train=False))(params, model_state, data["retain_x"])
         np.savez(msg["logits_path"], logits=np.asarray(logits))
         return {}
@@ -192,9 +198,11 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
     label = f"{case['model']}/{case['dataset']}/b{case['batch']}"
     data_path, params_path = tmp / "data.npz", tmp / "params.npz"
     base = {"model": case["model"], "dataset": case["dataset"], "batch": case["batch"],
-            "data": make_data(case["dataset"], case["batch"], data_path), **HYPER}
+            "data": make_data(case["dataset"], case["batch"], data_path), "setting": args.setting,
+            "dtype": args.dtype, **HYPER}
     msg = {"data_path": str(data_path), "params_path": str(params_path), "num_classes": 10, "model": case["model"],
-           "model_kwargs": case.get("model_kwargs"), "warmup": args.warmup, **HYPER}
+           "model_kwargs": case.get("model_kwargs"), "warmup": args.warmup, **HYPER,
+           "jax_model_kwargs": {"dtype": args.dtype} if args.dtype != "float32" else None}
     keys = [(framework, method) for framework, names in methods.items() for method in names]
     setups = {}
     for framework, method in keys:  # JAX first: it writes the initial weights the torch half loads
@@ -250,13 +258,29 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
                         help="interpreter of the torch environment (default: $TORCH_PYTHON)")
     parser.add_argument("--no-torch", action="store_true", help="run only the JAX half")
     parser.add_argument("--models", nargs="*", help="subset of small_cnn, resnet18")
+    parser.add_argument("--datasets", nargs="*", help="subset of digits, cifar")
+    parser.add_argument("--batch", type=int, help="batch size of every case (default: each case's)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="compute dtype of the JAX models (the torch half stays float32)")
+    parser.add_argument("--jax-methods", default=",".join(JAX_METHODS), help="comma-separated subset of "
+                        + ", ".join(JAX_METHODS))
+    parser.add_argument("--torch-methods", default=",".join(TORCH_METHODS), help="comma-separated subset of "
+                        + ", ".join(TORCH_METHODS))
+    parser.add_argument("--setting", default="default", help="name of the speed setting, recorded in every record")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--allow-loaded", action="store_true",
                         help="run even when the load average exceeds the core count (records marked loaded)")
     parser.add_argument("--settle", type=float, default=120.0,
                         help="seconds to wait for the load to fall to the core count before refusing")
     args = parser.parse_args(argv)
-    cases = (QUICK_CASE,) if args.quick else tuple(c for c in CASES if not args.models or c["model"] in args.models)
+    cases = (QUICK_CASE,) if args.quick else tuple(c for c in CASES if (not args.models or c["model"] in args.models)
+                                                   and (not args.datasets or c["dataset"] in args.datasets))
+    cases = tuple({**c, "batch": args.batch} for c in cases) if args.batch else cases
+    jax_methods, torch_methods = (tuple(x for x in names.split(",") if x) for names in (args.jax_methods,
+                                                                                        args.torch_methods))
+    unknown = sorted(set(jax_methods) - set(JAX_METHODS)) + sorted(set(torch_methods) - set(TORCH_METHODS))
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; JAX: {', '.join(JAX_METHODS)}; torch: {', '.join(TORCH_METHODS)}")
     args.repeats = args.repeats or (2 if args.quick else 7)
     args.min_time = args.min_time if args.min_time is not None else 0.05 if args.quick else 1.0
     args.warmup = min(args.warmup, 1) if args.quick else args.warmup
@@ -283,8 +307,8 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
                                                    "--allow-loaded to run anyway (records marked loaded)."))
                 if not args.allow_loaded:
                     return REFUSED
-            methods = {"jax": ("UAM",) if args.quick else JAX_METHODS}
-            methods |= {"torch": TORCH_METHODS} if use_torch else {}
+            methods = {"jax": ("UAM",) if args.quick else jax_methods}
+            methods |= {"torch": torch_methods} if use_torch and torch_methods else {}
             with tempfile.TemporaryDirectory(prefix="rosu-peer-") as tmp:
                 for rec in run_case(case, workers, methods, args, Path(tmp), env, loadavg):
                     rec.update(loadavg_1m_at_start=load, load_limit=cpus, loaded=common.too_loaded(load, cpus))

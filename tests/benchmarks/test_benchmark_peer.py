@@ -36,5 +36,7 @@ def test_waits_for_the_load_to_settle():
 def test_missing_torch_environment_is_explained(tmp_path):
     ok, why = peer.torch_available(str(tmp_path / "python"))
     assert not ok and "does not exist" in why
-    assert peer.torch_available(None) == (False, "no torch environment given (--torch-python or $TORCH_PYTHON; "
-                                                 "see --help)")
+    assert peer.torch_available(None) == (
+        False,
+        "no torch environment given (--torch-python or $TORCH_PYTHON; see --help)",
+    )

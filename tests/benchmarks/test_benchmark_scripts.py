@@ -24,12 +24,25 @@ def results(tmp_path_factory):
     assert projection.main(["--quick", "--out", str(out / "projection.jsonl")]) == 0
     assert projection.main(["--quick", "--scaling", "--out", str(out / "projection_scaling.jsonl")]) == 0
     assert step_cost.main(["--quick", "--methods", "UAM,ROSU,ROSU-lagged", "--out", str(out / "step_cost.jsonl")]) == 0
-    assert scaling.main(["--quick", "--mlp-hidden", "8", "--methods", "UAM,ROSU", "--no-sharded",
-                         "--out", str(out / "scaling.jsonl")]) == 0
+    assert (
+        scaling.main(
+            [
+                "--quick",
+                "--mlp-hidden",
+                "8",
+                "--methods",
+                "UAM,ROSU",
+                "--no-sharded",
+                "--out",
+                str(out / "scaling.jsonl"),
+            ]
+        )
+        == 0
+    )
     assert scaling.main(["--quick", "--sharded-child", "--out", str(out / "scaling.jsonl")]) == 0
     fake_job = f"{sys.executable} -c \"print('total wall time: 1.5 s')\""
     assert end_to_end.main(["--quick", "--cli", fake_job, "--out", str(out / "end_to_end.jsonl")]) == 0
-    assert ablation_lambda.main(["--quick", "--out", str(out / "ablation.jsonl")]) == 0
+    assert ablation_lambda.main(["--quick", "--seeds", "0,1", "--out", str(out / "ablation.jsonl")]) == 0
     return out
 
 
@@ -105,13 +118,27 @@ def test_report(results):
     (results / "peer.jsonl").write_text(json.dumps(loaded) + "\n")
     assert report.main(["--results", str(results)]) == 0
     text = (results / "REPORT.md").read_text()
-    for section in ("## projection", "## step_cost", "## step_memory", "## step_scaling", "## sharded_step",
-                    "## end_to_end", "## ablation", "## peer", "ratio <= 3"):
+    for section in (
+        "## projection",
+        "## step_cost",
+        "## step_memory",
+        "## step_scaling",
+        "## sharded_step",
+        "## end_to_end",
+        "## ablation",
+        "## peer",
+        "ratio <= 3",
+    ):
         assert section in text
     assert "**LOADED" in text
     steps = (results / "STEPS.md").read_text()
-    for section in ("ROSU/UAM", "Memory of the compiled step", "Step time vs parameter count", "Sharded step",
-                    "quick-warm"):
+    for section in (
+        "ROSU/UAM",
+        "Memory of the compiled step",
+        "Step time vs parameter count",
+        "Sharded step",
+        "quick-warm",
+    ):
         assert section in steps
     for png in ("projection_scaling", "projection_cases", "steps_per_s-cpu", "step_scaling"):
         assert (results / f"{png}.png").stat().st_size > 0
@@ -119,6 +146,11 @@ def test_report(results):
 
 def test_scripts_run_as_modules():
     """``python -m benchmarks.<script>``: importable from the repository root, no sys.path edits."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.report", "--help"], cwd=common.REPO, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report", "--help"],
+        cwd=common.REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0 and "REPORT.md" in proc.stdout

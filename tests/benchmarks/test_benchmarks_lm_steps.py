@@ -35,8 +35,17 @@ def test_every_method_is_recorded_with_finite_times_and_ratios(results):
             rec = recs[f"{group}/{method}"]
             assert rec["gradient_evaluations"] == gradients and rec["backend"] == "cpu" and rec["mfu"] is None
             assert rec["model_flops_per_step"] == 6 * rec["n_params"] * rec["batch_size"] * rec["seq_len"] * gradients
-            for key in ("median_s", "p10_s", "p90_s", "compile_s", "step_ms", "tokens_per_s", "mfu_over_ft",
-                        "ratio_to_uam", "peak_gib"):
+            for key in (
+                "median_s",
+                "p10_s",
+                "p90_s",
+                "compile_s",
+                "step_ms",
+                "tokens_per_s",
+                "mfu_over_ft",
+                "ratio_to_uam",
+                "peak_gib",
+            ):
                 assert finite(rec[key]) and rec[key] > 0, (rec["case"], key)
         ratios = recs[f"{group}/ratios"]
         assert finite(ratios["rosu_over_uam"]) and finite(ratios["rosu_lagged_over_uam"])
