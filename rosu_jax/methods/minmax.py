@@ -50,20 +50,33 @@ def _uam(terms, s: MinMaxSettings, total_steps):
     )
 
 
-def _rosu(project: bool):
-    def build(terms, s: AmplifiedSettings, total_steps):
-        return make_rosu_step(
-            terms["forget"],
-            terms["retain"],
-            s.make_optimizer(total_steps),
-            rho=s.rho_value(total_steps),
-            amplification=s.amplification,
-            project=project,
-            lagged=getattr(s, "lagged", False),
-            measure_surrogate=s.measure_surrogate,
-        )
+def minmax_step(
+    forget,
+    retain,
+    s: MinMaxSettings,
+    total_steps: int,
+    *,
+    project: bool = True,
+    lagged: bool | None = None,
+    surrogate_objective=None,
+):
+    """``make_rosu_step`` from a min-max method's settings (ρ and its schedule, λ if the settings have one, 0
+    otherwise, ``lagged`` if not given, the surrogate measurement): one place for every min-max declaration."""
+    return make_rosu_step(
+        forget,
+        retain,
+        s.make_optimizer(total_steps),
+        rho=s.rho_value(total_steps),
+        amplification=getattr(s, "amplification", 0.0),
+        project=project,
+        lagged=getattr(s, "lagged", False) if lagged is None else lagged,
+        surrogate_objective=surrogate_objective,
+        measure_surrogate=s.measure_surrogate,
+    )
 
-    return build
+
+def _rosu(project: bool):
+    return lambda terms, s, total_steps: minmax_step(terms["forget"], terms["retain"], s, total_steps, project=project)
 
 
 DECLARED = (

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from rosu_jax.methods.base import ExtrasContext, Method, OptimizerSettings, hyper
-from rosu_jax.methods.minmax import RosuSettings
-from rosu_jax.steps import make_objective_step, make_rosu_step
+from rosu_jax.methods.minmax import RosuSettings, minmax_step
+from rosu_jax.steps import make_objective_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,16 +121,7 @@ def _reference_nll(ctx: ExtrasContext, settings) -> dict:
 
 def _rosu_wrapping(objective_of):
     def build(terms, s, total_steps):
-        return make_rosu_step(
-            terms["forget"],
-            terms["retain"],
-            s.make_optimizer(total_steps),
-            rho=s.rho_value(total_steps),
-            amplification=s.amplification,
-            lagged=s.lagged,
-            surrogate_objective=objective_of(terms, s),
-            measure_surrogate=s.measure_surrogate,
-        )
+        return minmax_step(terms["forget"], terms["retain"], s, total_steps, surrogate_objective=objective_of(terms, s))
 
     return build
 

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from rosu_jax.methods.base import ExtrasContext, Method, OptimizerSettings, hyper
-from rosu_jax.methods.minmax import AmplifiedSettings, MinMaxSettings
-from rosu_jax.steps import make_objective_step, make_rosu_step
+from rosu_jax.methods.minmax import AmplifiedSettings, MinMaxSettings, minmax_step
+from rosu_jax.steps import make_objective_step
 from rosu_jax.steps.state import uses_extras
 
 
@@ -93,16 +93,9 @@ def _rmu(terms, s, total_steps):
 def _wrapped(project: bool):
     def build(terms, s, total_steps):
         _, retain, negated_forget, objective = _terms(terms, s)
-        return make_rosu_step(
-            negated_forget,
-            retain,
-            s.make_optimizer(total_steps),
-            rho=s.rho_value(total_steps),
-            amplification=getattr(s, "amplification", 0.0),
-            project=project,
-            lagged=not project,  # UAM as published: no retain gradient at θ
-            surrogate_objective=objective,
-            measure_surrogate=s.measure_surrogate,
+        # UAM as published takes no retain gradient at θ (lagged); ROSU needs it for the projection
+        return minmax_step(
+            negated_forget, retain, s, total_steps, project=project, lagged=not project, surrogate_objective=objective
         )
 
     return build

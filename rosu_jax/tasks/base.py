@@ -236,3 +236,26 @@ def replace_fields(config, changes: dict, what: str):
     if unknown:
         raise ValueError(f"--set {what}.{unknown[0]}: no such setting; {what} settings are {', '.join(known)}.")
     return dataclasses.replace(config, **changes)
+
+
+# Training flags every task's command line may offer: flag attribute -> TrainingRecipe field.
+TRAIN_FLAGS = {"epochs": "epochs", "train_lr": "lr", "batch_size": "batch_size"}
+
+
+def configure(
+    config, args, flags: tuple[str, ...], task_sets: dict, *, changes: dict | None = None, train: dict | None = None
+):
+    """A task config from the command line: ``config`` with every flag in ``flags`` that was given (the args
+    attribute is named like the config field), the training flags (``TRAIN_FLAGS``, where the parser has them),
+    the ``--set train.NAME=…`` / ``--set task.NAME=…`` values, and the task's own ``changes`` / ``train`` changes."""
+    changes = dict(changes or {}) | {f: getattr(args, f) for f in flags if getattr(args, f) is not None}
+    train = dict(train or {}) | {
+        field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag, None) is not None
+    }
+    train |= task_sets.pop("train", {})
+    if train:
+        changes["train"] = replace_fields(config.train, train, "train")
+    changes |= task_sets.pop("task", {})
+    if task_sets:
+        raise ValueError(f"--set {next(iter(task_sets))}.…: unknown target; use METHOD.NAME, train.NAME or task.NAME.")
+    return replace_fields(config, changes, "task")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 
 import jax
@@ -24,8 +25,19 @@ import numpy as np
 import optax
 
 from rosu_jax.core.types import PyTree
-from rosu_jax.models.lm import Tokenizer, bucket_length, greedy_generate
+from rosu_jax.models.lm import (
+    Tokenizer,
+    bucket_length,
+    build_decoder,
+    check_vocab,
+    greedy_generate,
+    load_hf_checkpoint,
+    tiny,
+    train_bpe_tokenizer,
+)
 from rosu_jax.models.trainable import combine
+from rosu_jax.tasks.base import Task, TrainingData, TrainingRecipe
+from rosu_jax.tasks.batching import index_batches, num_batches
 
 IGNORE = -100
 PROMPT_FORMATS = ("phi", "llama2", "chat")
@@ -247,3 +259,82 @@ def generate(
 def answer_labels(encoded: Encoded) -> np.ndarray:
     """The labels aligned with the teacher-forced argmax of ``score`` (position t predicts label t+1)."""
     return encoded.labels[:, 1:]
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A language-model task's data with the hash of its tokenizer: together they key every cached result."""
+
+    data: object
+    tokenizer_hash: str
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.data.fingerprint}-{self.tokenizer_hash}"
+
+
+class LanguageModelTask(Task):
+    """What the language-model tasks share: the model is a Hugging Face checkpoint (``config.model_dir``, the
+    original model as given) or a tiny decoder (``config.model_kwargs``) trained here with a byte-level BPE trained on
+    the task's texts; ``config.dtype``, ``config.vocab_size``, ``config.max_length`` and ``config.train`` as their
+    names say."""
+
+    def _load_model(self, data, texts: Sequence[str]) -> Loaded:
+        """Read or build the model and the tokenizer (checked against each other) for ``data``."""
+        c = self.config
+        self._terms = None
+        if c.model_dir:
+            self.tokenizer = Tokenizer.from_folder(c.model_dir)
+            config, apply_fn, params = load_hf_checkpoint(c.model_dir, dtype=c.dtype, scan_layers=False)
+        else:
+            self.tokenizer = t = train_bpe_tokenizer(texts, c.vocab_size)
+            config = tiny(
+                "llama",
+                **dict(c.model_kwargs),
+                vocab_size=t.vocab_size,
+                dtype=c.dtype,
+                scan_layers=False,
+                max_position_embeddings=max(c.max_length, 512),
+                eos_token_id=t.eos_token_id,
+                pad_token_id=t.pad_token_id,
+                bos_token_id=t.bos_token_id,
+            )
+            apply_fn, params = build_decoder(config, abstract=True)[0], None
+        self._model = (config, apply_fn, params)
+        check_vocab(self.tokenizer, config)
+        return Loaded(data, hashlib.sha256(self.tokenizer.tokenizer.to_str().encode()).hexdigest()[:12])
+
+    @property
+    def apply_fn(self):
+        return self._model[1]
+
+    def init_model(self, seed: int):
+        return build_decoder(self._model[0], seed=seed)[1], {}
+
+    def pretrained(self, seed: int):
+        return None if self._model[2] is None else (self._model[2], {})
+
+    def model_key(self) -> dict:
+        c = self.config
+        if c.model_dir:
+            return {"model_dir": c.model_dir, "dtype": c.dtype}
+        return {
+            "model": dict(c.model_kwargs),
+            "dtype": c.dtype,
+            "vocab_size": c.vocab_size,
+            "max_length": c.max_length,
+            "train": dataclasses.asdict(c.train),
+        }
+
+    def training_recipe(self) -> TrainingRecipe:
+        return self.config.train
+
+    def text_batches(self, encoded: Encoded, batch_size: int, seed: int) -> TrainingData:
+        """Training batches of ``encoded`` (each with its rows' ``index``), a pure function of (seed, epoch)."""
+        size = min(batch_size, len(encoded))
+
+        def batches(epoch):
+            for idx in index_batches(len(encoded), size, seed=seed, epoch=epoch, drop_last=True):
+                yield encoded.batch(idx) | {"index": idx.astype(np.int32)}
+
+        return TrainingData(num_batches(len(encoded), size, drop_last=True), batches, len(encoded))

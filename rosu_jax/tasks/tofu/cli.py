@@ -7,7 +7,7 @@ import json
 import sys
 
 from rosu_jax.tasks import language
-from rosu_jax.tasks.base import replace_fields
+from rosu_jax.tasks.base import configure
 from rosu_jax.tasks.tofu.data import FORGET_SPLITS
 from rosu_jax.tasks.tofu.task import TofuConfig
 
@@ -60,9 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace, base: TofuConfig | None, task_sets: dict) -> TofuConfig:
-    config = base or TofuConfig()
-    changes = {}
-    for flag in (
+    flags = (
         "data_dir",
         "forget_split",
         "model_dir",
@@ -75,22 +73,8 @@ def build_config(args: argparse.Namespace, base: TofuConfig | None, task_sets: d
         "eval_items",
         "max_new_tokens",
         "synthetic_authors",
-    ):
-        if getattr(args, flag) is not None:
-            changes[flag] = getattr(args, flag)
-    if args.hub:
-        changes["hub"] = True
-    train = {
-        k: v
-        for k, v in {"epochs": args.epochs, "lr": args.train_lr, "batch_size": args.batch_size}.items()
-        if v is not None
-    } | task_sets.pop("train", {})
-    if train:
-        changes["train"] = replace_fields(config.train, train, "train")
-    changes |= task_sets.pop("task", {})
-    if task_sets:
-        raise ValueError(f"--set {next(iter(task_sets))}.…: unknown target; use METHOD.NAME, train.NAME or task.NAME.")
-    return replace_fields(config, changes, "task")
+    )
+    return configure(base or TofuConfig(), args, flags, task_sets, changes={"hub": True} if args.hub else {})
 
 
 def special_mode(args: argparse.Namespace) -> int | None:

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rosu_jax.models.lm import Tokenizer, build_decoder, check_vocab, load_hf_checkpoint, tiny, train_bpe_tokenizer
+from rosu_jax.models.lm import Tokenizer
 from rosu_jax.models.trainable import partition
 from rosu_jax.tasks import language
-from rosu_jax.tasks.base import Column, Evaluation, Setting, Task, TrainingData, TrainingRecipe, UnlearningData
+from rosu_jax.tasks.base import Column, Evaluation, Setting, TrainingData, TrainingRecipe, UnlearningData
 from rosu_jax.tasks.batching import FORGET_STREAM, RETAIN_STREAM, cycle_index_batches, index_batches, num_batches
 from rosu_jax.tasks.tofu.assets import load_idontknow
 from rosu_jax.tasks.tofu.data import FORGET_SPLITS, TofuData, load_tofu, load_tofu_from_hub
@@ -106,7 +105,7 @@ class TofuSplit:
     evaluation: dict  # split -> (items, gt, paraphrase, perturbed [n*k] encodings, k)
 
 
-class TofuTask(Task):
+class TofuTask(language.LanguageModelTask):
     """TOFU (see the module docstring)."""
 
     name: ClassVar[str] = "tofu"
@@ -172,31 +171,7 @@ class TofuTask(Task):
             data = load_tofu(c.data_dir, c.forget_split)
         else:
             data = make_synthetic_tofu(num_authors=c.synthetic_authors, forget_split=c.forget_split)
-        self._terms = None
-        if c.model_dir:
-            self.tokenizer = Tokenizer.from_folder(c.model_dir)
-            config, apply_fn, params = load_hf_checkpoint(c.model_dir, dtype=c.dtype, scan_layers=False)
-            self._model = (config, apply_fn, params)
-        else:
-            self.tokenizer = train_bpe_tokenizer(_texts(data), c.vocab_size)
-            eos, pad, bos = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, self.tokenizer.bos_token_id
-            config = tiny(
-                "llama",
-                **dict(c.model_kwargs),
-                vocab_size=self.tokenizer.vocab_size,
-                dtype=c.dtype,
-                max_position_embeddings=max(c.max_length, 512),
-                scan_layers=False,
-                eos_token_id=eos,
-                pad_token_id=pad,
-                bos_token_id=bos,
-            )
-            self._model = (config, None, None)
-        check_vocab(self.tokenizer, self._model[0])
-        return _Loaded(data, self._tokenizer_hash())
-
-    def _tokenizer_hash(self) -> str:
-        return hashlib.sha256(self.tokenizer.tokenizer.to_str().encode()).hexdigest()[:12]
+        return self._load_model(data, _texts(data))
 
     def scenarios(self) -> tuple[str, ...]:
         return (self.config.forget_split,)
@@ -253,51 +228,19 @@ class TofuTask(Task):
         }
 
     # -- model ---------------------------------------------------------------------------------------------------
-    @property
-    def apply_fn(self):
-        config, apply_fn, _ = self._model
-        if apply_fn is None:
-            apply_fn, _ = build_decoder(config, seed=0, abstract=True)
-            self._model = (config, apply_fn, None)
-        return self._model[1]
-
-    def init_model(self, seed: int):
-        _, params = build_decoder(self._model[0], seed=seed)
-        return params, {}
-
-    def pretrained(self, seed: int):
-        return None if self._model[2] is None else (self._model[2], {})
-
     def model_key(self) -> dict:
         c = self.config
-        if c.model_dir:
-            return {"model_dir": c.model_dir, "dtype": c.dtype}
-        return {
-            "model": dict(c.model_kwargs),
-            "dtype": c.dtype,
-            "vocab_size": c.vocab_size,
-            "knowledge": c.knowledge,
-            "prompt_format": c.prompt_format,
-            "max_length": c.max_length,
-            "train": dataclasses.asdict(c.train),
-        }
-
-    def training_recipe(self) -> TrainingRecipe:
-        return self.config.train
+        extra = {} if c.model_dir else {"knowledge": c.knowledge, "prompt_format": c.prompt_format}
+        return super().model_key() | extra
 
     def _training(self, items: list[dict], data: TofuData, seed: int) -> TrainingData:
         c = self.config
         pairs = [(x["question"], x["answer"]) for x in items]
         if c.knowledge:
             pairs += [(x["question"], x["answer"]) for x in (*data.real_authors, *data.world_facts)]
-        encoded = language.encode_pairs(self.tokenizer, pairs, c.prompt_format, c.max_length)
-        batch_size = min(c.train.batch_size, len(encoded))
-
-        def batches(epoch):
-            for idx in index_batches(len(encoded), batch_size, seed=seed, epoch=epoch, drop_last=True):
-                yield encoded.batch(idx) | {"index": idx.astype(np.int32)}
-
-        return TrainingData(num_batches(len(encoded), batch_size, drop_last=True), batches, len(encoded))
+        return self.text_batches(
+            language.encode_pairs(self.tokenizer, pairs, c.prompt_format, c.max_length), c.train.batch_size, seed
+        )
 
     def training_data(self, loaded, seed: int) -> TrainingData:
         return self._training(loaded.data.full, loaded.data, seed)
@@ -464,16 +407,6 @@ def plot_quality_utility(rows: list[dict], histories: dict, folder) -> None:
     fig.tight_layout()
     fig.savefig(folder / "fq_mu.png", dpi=110)
     plt.close(fig)
-
-
-@dataclasses.dataclass
-class _Loaded:
-    data: TofuData
-    tokenizer_hash: str
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.data.fingerprint}-{self.tokenizer_hash}"
 
 
 def _texts(data: TofuData) -> list[str]:

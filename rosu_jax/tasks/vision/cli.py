@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rosu_jax.models import MODELS
-from rosu_jax.tasks.base import replace_fields
+from rosu_jax.tasks.base import configure
 from rosu_jax.tasks.vision.data import DATASET_NAMES
 from rosu_jax.tasks.vision.data.splits import SCENARIOS as SPLIT_SCENARIOS
 from rosu_jax.tasks.vision.task import VisionConfig
@@ -59,18 +59,6 @@ def build_config(args: argparse.Namespace, base: VisionConfig | None, task_sets:
     """The task config: ``base`` (a --config file's, or the default) with the flags and ``--set`` values applied."""
     config = base or VisionConfig()
     changes = {}
-    for flag in (
-        "dataset",
-        "data_dir",
-        "model",
-        "train_per_class",
-        "forget_class",
-        "forget_fraction",
-        "unlearn_epochs",
-        "unlearn_batch_size",
-    ):
-        if getattr(args, flag) is not None:
-            changes[flag] = getattr(args, flag)
     if args.skip_bad_images:
         changes["skip_bad_images"] = True
     if args.dtype:
@@ -81,17 +69,14 @@ def build_config(args: argparse.Namespace, base: VisionConfig | None, task_sets:
         changes["sequential_requests"] = args.requests
     if args.request_fraction is not None:
         changes["sequential_fraction"] = args.request_fraction
-    train = {
-        k: v
-        for k, v in {"epochs": args.epochs, "lr": args.train_lr, "batch_size": args.batch_size}.items()
-        if v is not None
-    }
-    if args.augment:
-        train["augment"] = True
-    train |= task_sets.pop("train", {})
-    if train:
-        changes["train"] = replace_fields(config.train, train, "train")
-    changes |= task_sets.pop("task", {})
-    if task_sets:
-        raise ValueError(f"--set {next(iter(task_sets))}.…: unknown target; use METHOD.NAME, train.NAME or task.NAME.")
-    return replace_fields(config, changes, "task")
+    flags = (
+        "dataset",
+        "data_dir",
+        "model",
+        "train_per_class",
+        "forget_class",
+        "forget_fraction",
+        "unlearn_epochs",
+        "unlearn_batch_size",
+    )
+    return configure(config, args, flags, task_sets, changes=changes, train={"augment": True} if args.augment else {})

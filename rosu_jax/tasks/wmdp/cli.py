@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rosu_jax.tasks.base import replace_fields
+from rosu_jax.tasks.base import configure
 from rosu_jax.tasks.wmdp.task import WmdpConfig
 
 SUMMARY = "WMDP: remove hazardous knowledge (RMU, ROSU/UAM over RMU, GradDiff, NPO), scored by lm-evaluation-harness"
@@ -68,9 +68,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace, base: WmdpConfig | None, task_sets: dict) -> WmdpConfig:
-    config = base or WmdpConfig()
     changes = {}
-    for flag in (
+    if args.questions:
+        changes["questions"] = tuple(args.questions)
+    if args.forget_corpus:
+        changes["forget_corpora"] = tuple(args.forget_corpus)
+    if args.hub:
+        changes["hub"] = True
+    if args.topics:
+        changes["topics"] = tuple(t.strip() for t in args.topics.split(",") if t.strip())
+    flags = (
         "retain_corpus",
         "mmlu",
         "model_dir",
@@ -81,22 +88,5 @@ def build_config(args: argparse.Namespace, base: WmdpConfig | None, task_sets: d
         "unlearn_batch_size",
         "max_length",
         "eval_limit",
-    ):
-        if getattr(args, flag) is not None:
-            changes[flag] = getattr(args, flag)
-    if args.questions:
-        changes["questions"] = tuple(args.questions)
-    if args.forget_corpus:
-        changes["forget_corpora"] = tuple(args.forget_corpus)
-    if args.hub:
-        changes["hub"] = True
-    if args.topics:
-        changes["topics"] = tuple(t.strip() for t in args.topics.split(",") if t.strip())
-    train = {k: v for k, v in {"epochs": args.epochs, "lr": args.train_lr}.items() if v is not None}
-    train |= task_sets.pop("train", {})
-    if train:
-        changes["train"] = replace_fields(config.train, train, "train")
-    changes |= task_sets.pop("task", {})
-    if task_sets:
-        raise ValueError(f"--set {next(iter(task_sets))}.…: unknown target; use METHOD.NAME, train.NAME or task.NAME.")
-    return replace_fields(config, changes, "task")
+    )
+    return configure(base or WmdpConfig(), args, flags, task_sets, changes=changes)

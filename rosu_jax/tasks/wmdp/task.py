@@ -16,18 +16,17 @@ The trainable subset is RMU's by default, ``layers.{ℓ−2..ℓ}.mlp.down_proj`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any, ClassVar
 
 import jax
 import numpy as np
 
-from rosu_jax.models.lm import Tokenizer, build_decoder, check_vocab, load_hf_checkpoint, tiny, train_bpe_tokenizer
+from rosu_jax.models.lm import Tokenizer
 from rosu_jax.models.trainable import partition
 from rosu_jax.tasks import language
-from rosu_jax.tasks.base import Column, Evaluation, Setting, Task, TrainingData, TrainingRecipe, UnlearningData
-from rosu_jax.tasks.batching import FORGET_STREAM, RETAIN_STREAM, cycle_index_batches, index_batches, num_batches
-from rosu_jax.tasks.wmdp.data import TOPICS, WmdpData, load_wmdp, load_wmdp_from_hub
+from rosu_jax.tasks.base import Column, Evaluation, Setting, TrainingData, TrainingRecipe, UnlearningData
+from rosu_jax.tasks.batching import FORGET_STREAM, RETAIN_STREAM, cycle_index_batches, index_batches
+from rosu_jax.tasks.wmdp.data import TOPICS, load_wmdp, load_wmdp_from_hub
 from rosu_jax.tasks.wmdp.harness import JaxLM
 from rosu_jax.tasks.wmdp.multiple_choice import evaluate_multiple_choice
 from rosu_jax.tasks.wmdp.synthetic import make_synthetic_wmdp
@@ -89,7 +88,7 @@ class WmdpConfig:
             )
 
 
-class WmdpTask(Task):
+class WmdpTask(language.LanguageModelTask):
     """WMDP (see the module docstring)."""
 
     name: ClassVar[str] = "wmdp"
@@ -149,33 +148,14 @@ class WmdpTask(Task):
             )
         else:
             data = make_synthetic_wmdp()
-        self._terms, self._lora_apply, self._lm = None, None, None
-        if c.model_dir:
-            self.tokenizer = Tokenizer.from_folder(c.model_dir)
-            config, apply_fn, params = load_hf_checkpoint(c.model_dir, dtype=c.dtype, scan_layers=False)
-            self._model = (config, apply_fn, params)
-        else:
-            self.tokenizer = train_bpe_tokenizer(data.training_texts + data.retain_corpus, c.vocab_size)
-            t = self.tokenizer
-            config = tiny(
-                "llama",
-                **dict(c.model_kwargs),
-                vocab_size=t.vocab_size,
-                dtype=c.dtype,
-                scan_layers=False,
-                max_position_embeddings=max(c.max_length, 512),
-                eos_token_id=t.eos_token_id,
-                pad_token_id=t.pad_token_id,
-                bos_token_id=t.bos_token_id,
-            )
-            self._model = (config, build_decoder(config, abstract=True)[0], None)
-        check_vocab(self.tokenizer, self._model[0])
+        self._lora_apply, self._lm = None, None
+        loaded = self._load_model(data, data.training_texts + data.retain_corpus)
         if self.layer >= self._model[0].num_layers:
             raise ValueError(
                 f"--layer {self.layer} is beyond the model's {self._model[0].num_layers} layers "
                 f"(0..{self._model[0].num_layers - 1}); pick one of them."
             )
-        return _Loaded(data, hashlib.sha256(self.tokenizer.tokenizer.to_str().encode()).hexdigest()[:12])
+        return loaded
 
     @property
     def layer(self) -> int:
@@ -213,41 +193,10 @@ class WmdpTask(Task):
         return Setting(scenario, seed, key, {"forget": corpora, "retain": retain, "data": data}, None)
 
     # -- model ---------------------------------------------------------------------------------------------------
-    @property
-    def apply_fn(self):
-        return self._model[1]
-
-    def init_model(self, seed: int):
-        return build_decoder(self._model[0], seed=seed)[1], {}
-
-    def pretrained(self, seed: int):
-        return None if self._model[2] is None else (self._model[2], {})
-
-    def model_key(self) -> dict:
-        c = self.config
-        if c.model_dir:
-            return {"model_dir": c.model_dir, "dtype": c.dtype}
-        return {
-            "model": dict(c.model_kwargs),
-            "dtype": c.dtype,
-            "vocab_size": c.vocab_size,
-            "max_length": c.max_length,
-            "train": dataclasses.asdict(c.train),
-        }
-
-    def training_recipe(self) -> TrainingRecipe:
-        return self.config.train
-
     def training_data(self, loaded, seed: int) -> TrainingData:
         c = self.config
         encoded = language.encode_texts(self.tokenizer, loaded.data.training_texts, c.max_length)
-        batch_size = min(c.train.batch_size, len(encoded))
-
-        def batches(epoch):
-            for idx in index_batches(len(encoded), batch_size, seed=seed, epoch=epoch, drop_last=True):
-                yield encoded.batch(idx) | {"index": idx.astype(np.int32)}
-
-        return TrainingData(num_batches(len(encoded), batch_size, drop_last=True), batches, len(encoded))
+        return self.text_batches(encoded, c.train.batch_size, seed)
 
     def unlearning_data(self, setting: Setting, seed: int) -> UnlearningData:
         """``unlearn_batches`` steps; the forget batch of step i comes from topic i mod (number of topics), each
@@ -383,16 +332,6 @@ class WmdpTask(Task):
         c = self.config
         source = "WMDP" if (c.hub or c.questions) else "synthetic topics"
         return {"dataset": source, "model": c.model_dir or "tiny decoder", "trainable": self.trainable}
-
-
-@dataclasses.dataclass
-class _Loaded:
-    data: WmdpData
-    tokenizer_hash: str
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.data.fingerprint}-{self.tokenizer_hash}"
 
 
 def _paths(tree):
