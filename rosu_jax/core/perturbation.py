@@ -172,19 +172,34 @@ def retain_orthogonal_perturbation(
     It maximises the first-order forget gain ⟨g_f, δ⟩ = ρ‖g_f‖√(1−κ²) over ‖δ‖ ≤ ρ with zero first-order retain
     change ⟨g_r, δ⟩ = 0. d = g_f when ‖g_r‖² ≤ eps; δ = 0 when ‖g_f‖² ≤ eps or ‖d‖² ≤ eps·‖g_f‖² (g_f ∥ g_r).
     Leaves keep the forget gradient's dtypes; mismatched trees raise ``ValueError`` naming the first bad path.
+
+    >>> import jax.numpy as jnp
+    >>> g_f, g_r = {"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.0])}
+    >>> retain_orthogonal_perturbation(g_f, g_r, rho=0.5)["w"].tolist()  # g_f less its g_r part, length ρ
+    [0.0, 0.5]
     """
     delta, _ = perturbation_with_diagnostics(forget_grads, retain_grads, rho, project=True, eps=eps)
     return delta
 
 
 def minmax_perturbation(forget_grads: PyTree, rho: float | jax.Array, *, eps: float = DEFAULT_EPS) -> PyTree:
-    """The unconstrained min-max (UAM / SAM) perturbation δ = ρ g_f/‖g_f‖; δ = 0 when ‖g_f‖² ≤ eps."""
+    """The unconstrained min-max (UAM / SAM) perturbation δ = ρ g_f/‖g_f‖; δ = 0 when ‖g_f‖² ≤ eps.
+
+    >>> import jax.numpy as jnp
+    >>> minmax_perturbation({"w": jnp.array([3.0, 4.0])}, rho=0.5)["w"].tolist()
+    [0.30000001192092896, 0.4000000059604645]
+    """
     delta, _ = perturbation_with_diagnostics(forget_grads, None, rho, project=False, eps=eps)
     return delta
 
 
 def coupling(forget_grads: PyTree, retain_grads: PyTree, *, eps: float = DEFAULT_EPS) -> jax.Array:
-    """κ = cos(g_f, g_r) = ⟨g_f, g_r⟩/(‖g_f‖‖g_r‖), in [−1, 1]; 0 when either squared norm is ≤ eps."""
+    """κ = cos(g_f, g_r) = ⟨g_f, g_r⟩/(‖g_f‖‖g_r‖), in [−1, 1]; 0 when either squared norm is ≤ eps.
+
+    >>> import jax.numpy as jnp
+    >>> round(float(coupling({"w": jnp.array([1.0, 1.0])}, {"w": jnp.array([1.0, 0.0])})), 4)  # cos 45°
+    0.7071
+    """
     _check_eps(eps)
     check_same_structure(forget_grads, retain_grads, names=("forget_grads", "retain_grads"))
     return _coupling_from_sums(*tree_gram(forget_grads, retain_grads), eps)

@@ -117,7 +117,14 @@ def _pair_sums(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def tree_gram(a: PyTree, b: PyTree) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(‖a‖², ‖b‖², ⟨a, b⟩) over all leaves, accumulated in float32 (per-leaf ``jnp.sum``: shard-safe)."""
+    """(‖a‖², ‖b‖², ⟨a, b⟩) over all leaves, accumulated in float32 (per-leaf ``jnp.sum``: shard-safe).
+
+    >>> import jax.numpy as jnp
+    >>> a = {"w": jnp.array([1.0, 2.0]), "b": jnp.array(3.0, jnp.bfloat16)}
+    >>> b = {"w": jnp.array([1.0, 0.0]), "b": jnp.array(1.0, jnp.bfloat16)}
+    >>> [float(x) for x in tree_gram(a, b)]
+    [14.0, 2.0, 4.0]
+    """
     total = jnp.zeros((3,), ACCUMULATION_DTYPE)
     for x, y in _grouped(a, b):
         total = total + _pair_sums(x, y)

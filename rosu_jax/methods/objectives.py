@@ -1,7 +1,7 @@
 """The language-model unlearning objectives, declared once each: GradDiff, IdK, NPO, SimNPO, and ROSU wrapping
 GradDiff and NPO (GA, UAM and ROSU over the NLL are the generic methods of ``baselines`` and ``minmax``).
 
-Definitions (LLM.md §2; NLL summed over a sequence's answer tokens, averaged over the batch):
+Definitions (NLL summed over a sequence's answer tokens, averaged over the batch):
   GradDiff   γ·(−NLL_θ(forget)) + α·NLL_θ(retain)
   IdK        NLL_θ(forget questions answered with a refusal) + NLL_θ(retain)
   NPO        γ·L_NPO + α·NLL_θ(retain),  L_NPO = −(2/β) mean_i log σ(β (NLL_θ,i − NLL_ref,i))   (Zhang et al. 2024)
@@ -9,7 +9,7 @@ Definitions (LLM.md §2; NLL summed over a sequence's answer tokens, averaged ov
 NPO's reference is the model before unlearning: its per-item NLL on the forget set is computed once, before the
 first step (the forget batches carry each item's ``index``), and kept in the state's extras.
 ROSU-GradDiff / ROSU-NPO: ROSU's perturbation from L_f = NLL_θ(forget) and L_r = NLL_θ(retain), and the outer
-gradient of the whole objective at θ + δ (LLM.md §2, "ROSU and UAM on a language model").
+gradient of the whole objective at θ + δ (ROSU and UAM on a language model: the README).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Representation unlearning: RMU (Li et al. 2024, the WMDP paper), and ROSU / UAM wrapping it.
 
 RMU steers the activations h_θ(x) of one decoder layer ℓ on forget text towards a random control vector and keeps
-them on retain text (LLM.md §2; means over real tokens and dimensions):
+them on retain text (Li et al. 2024, the WMDP paper; means over real tokens and dimensions):
 
     L_RMU = mean ‖h_θ(x_f) − u_t‖² + α · mean ‖h_θ(x_r) − h_frozen(x_r)‖²,   u_t = c·v_t/‖v_t‖,  v_t ~ U[0, 1)^d
 

@@ -1,7 +1,7 @@
 """Will ROSU help on this model? The coupling of the forget and retain gradients, measured before any unlearning.
 
 On a few (forget, retain) batch pairs of the task, at the original weights, it measures κ = cos(g_f, g_r) over all
-trainable parameters and per layer, the norms, and what the abstract's geometry predicts (ROSU.md): the first-order
+trainable parameters and per layer, the norms, and what the geometry of arXiv 2605.05871 predicts: the first-order
 retain change of the unconstrained min-max perturbation (UAM) is ρ‖g_r‖κ and ROSU's is 0, and the two perturbations
 differ by ‖δ_ROSU − δ_UAM‖ = ρ·√(2 − 2√(1 − κ²)). Near κ = 0 the two are nearly the same step; the larger κ, the
 more retain loss UAM's perturbation costs that ROSU's avoids.

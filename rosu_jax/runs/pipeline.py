@@ -153,7 +153,10 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
     try:
         for seed in config.seeds:
             bar.set_postfix_str(f"seed {seed}: original")
-            original = _train(run, "original", data.fingerprint, None, seed, task.training_data(data, seed))
+            model_seed = task.model_seed(seed)
+            original = _train(
+                run, "original", data.fingerprint, None, model_seed, task.training_data(data, model_seed)
+            )
             bar.update(1)
             for scenario in task.scenarios():
                 setting = settings[(seed, scenario)]
@@ -283,7 +286,8 @@ def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) ->
     rows, artifacts = [], []
     reference_eval, reference_seconds, retrain = setting.reference_evaluation, None, None
     if reference_eval is None and setting.reference_training is not None:
-        retrain = _train(run, task.reference_row, data.fingerprint, setting, setting.seed, setting.reference_training)
+        model_seed = task.model_seed(setting.seed)
+        retrain = _train(run, task.reference_row, data.fingerprint, setting, model_seed, setting.reference_training)
         reference_eval = task.evaluate(retrain.params, retrain.model_state, setting)
         reference_seconds = retrain.seconds
         artifacts.append(reference_eval.artifact)

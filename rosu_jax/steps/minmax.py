@@ -75,9 +75,21 @@ def make_rosu_step(
       measure_surrogate: also measure L_r(θ+δ) − L_r(θ) each step (one extra forward pass).
       forget_sign: +1 when forgetting means raising ``forget_loss_fn`` (the spec's convention).
       surrogate_objective: ``(params, model_state, forget_batch, retain_batch, key, extras) -> (loss, aux)``: the
-        outer gradient is this whole objective's at θ + δ instead of L_r's (ROSU wrapping GradDiff, NPO or RMU:
-        LLM.md §2); one more batch in the outer gradient, so a step costs four batch-gradients.
+        outer gradient is this whole objective's at θ + δ instead of L_r's (ROSU wrapping GradDiff, NPO or
+        RMU); one more batch in the outer gradient, so a step costs four batch-gradients.
       jit: wrap ``step`` in ``jax.jit`` (set False to compose it inside your own jitted or sharded function).
+
+    >>> import jax, jax.numpy as jnp, optax
+    >>> def loss(params, model_state, batch, key):  # squared error of a linear model
+    ...     return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2), model_state
+    >>> stepper = make_rosu_step(loss, loss, optax.sgd(0.05), rho=0.1, amplification=0.05)
+    >>> state = stepper.init({"w": jnp.zeros(2)})
+    >>> forget = {"x": jnp.array([[1.0, 0.0]]), "y": jnp.array([1.0])}
+    >>> retain = {"x": jnp.array([[1.0, 1.0], [0.0, 1.0]]), "y": jnp.array([2.0, 1.0])}
+    >>> for _ in range(3):
+    ...     state, metrics = stepper.step(state, forget, retain, jax.random.key(0))
+    >>> int(state.step), bool(metrics["forget_loss"] > 0), round(float(metrics["predicted_retain_change"]), 6)
+    (3, True, 0.0)
     """
     if forget_sign not in (1.0, -1.0):
         raise ValueError(f"forget_sign must be +1.0 or -1.0, got {forget_sign!r}.")

@@ -168,6 +168,12 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def training_recipe(self) -> TrainingRecipe: ...
 
+    def model_seed(self, seed: int) -> int:
+        """The seed the original model, the split and the reference model of run seed ``seed`` are drawn with. The
+        run seed by default (every seed repeats the whole experiment); a task may fix it so that seeds vary only
+        the unlearning runs (batch order), e.g. to study the methods' own spread on one expensive model."""
+        return seed
+
     def pretrained(self, seed: int) -> tuple[PyTree, PyTree] | None:
         """``(params, model_state)`` of an original model given by the user (a checkpoint), or None to train one."""
         return None

@@ -1,7 +1,7 @@
 """What the language-model tasks share: prompt formats, encoding (question tokens masked out of the loss), batches,
 the causal-LM loss terms and jitted scoring with fixed shapes.
 
-Conventions (LLM.md; the TOFU legacy code):
+Conventions (those of the TOFU and open-unlearning code):
 - A (question, answer) pair becomes ``prompt + answer`` tokens followed by EOS; the prompt's tokens get the label
   −100 (no loss), the answer's tokens and the EOS count. The prompt's length is that of the prompt encoded alone,
   as the legacy code counts it.
@@ -49,7 +49,7 @@ LENGTH_BUCKETS = (*range(16, 513, 16), 1024, 2048, 4096)
 
 def format_pair(question: str, answer: str, fmt: str, tokenizer: Tokenizer) -> tuple[str, str]:
     """(prompt text, full text) in a prompt format: 'phi' ("Question: q\\n" then "Answer: a"), 'llama2'
-    ("[INST] q [/INST]" then a) or 'chat' (the tokenizer's chat template with the system prompt of LLM.md)."""
+    ("[INST] q [/INST]" then a) or 'chat' (the tokenizer's chat template with ``SYSTEM_PROMPT``)."""
     if fmt == "phi":
         prompt = f"Question: {question}\n"
         return prompt, prompt + f"Answer: {answer}"

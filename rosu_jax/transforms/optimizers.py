@@ -33,6 +33,13 @@ def make_optimizer(
 
     ``schedule`` is one of ``SCHEDULES`` (see ``make_schedule``); a constant schedule without warm-up passes
     ``lr`` as a plain float, so its compiled step is the same whatever ``total_steps`` is.
+
+    >>> import jax.numpy as jnp
+    >>> opt = make_optimizer("adamw", 1e-3, total_steps=100, schedule="cosine", warmup_steps=10, weight_decay=0.01)
+    >>> params = {"w": jnp.ones(3, jnp.bfloat16)}
+    >>> updates, _ = opt.update({"w": jnp.ones(3, jnp.bfloat16)}, opt.init(params), params)
+    >>> updates["w"].dtype  # each parameter's dtype is kept
+    dtype(bfloat16)
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")

@@ -110,6 +110,10 @@ def saliency_mask(forget_grads: PyTree, fraction: float = 0.5) -> PyTree:
     """SalUn's mask: 1 for the ``fraction`` of weights with the largest |∇L_f| (one global threshold), else 0.
 
     A one-off host-side computation at the start of a run (it sorts all |g| once), not a per-step cost.
+
+    >>> import jax.numpy as jnp
+    >>> saliency_mask({"w": jnp.array([0.1, -3.0, 2.0, 0.0])}, fraction=0.5)["w"].tolist()
+    [0.0, 1.0, 1.0, 0.0]
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
@@ -120,7 +124,16 @@ def saliency_mask(forget_grads: PyTree, fraction: float = 0.5) -> PyTree:
 
 def masked_updates(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     """Mask the gradient *and* the final update with the extra arg ``mask`` (so momentum and weight decay cannot
-    move masked-out weights). Without ``mask`` it is ``inner`` unchanged."""
+    move masked-out weights). Without ``mask`` it is ``inner`` unchanged.
+
+    >>> import jax.numpy as jnp
+    >>> from rosu_jax.transforms.optimizers import make_optimizer
+    >>> opt = masked_updates(make_optimizer("adamw", 0.1, total_steps=10, weight_decay=0.5))
+    >>> params = {"w": jnp.ones(2)}
+    >>> updates, _ = opt.update({"w": jnp.ones(2)}, opt.init(params), params, mask={"w": jnp.array([1.0, 0.0])})
+    >>> bool(updates["w"][1] == 0.0)  # neither the gradient nor the decay moves the masked weight
+    True
+    """
     inner = optax.with_extra_args_support(inner)
 
     def update_fn(updates, state, params=None, *, mask=None, retain_grads=None, **extra_args):

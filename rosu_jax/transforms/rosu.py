@@ -11,22 +11,24 @@ UAM (Unlearning-Aware Minimization) is the same step with δ = ρ g_f/‖g_f‖ 
 
 Calling convention (the "opaque" mode of ``optax.contrib.sam``): the incoming ``updates`` are the **forget
 gradient** g_f at θ; the retain gradient at θ comes as the keyword ``retain_grads`` and the surrogate gradient
-from the keyword ``retain_grad_fn(params) -> grads``, which the transformation calls once at θ + δ::
+from the keyword ``retain_grad_fn(params) -> grads``, which the transformation calls once at θ + δ:
 
-    import jax, jax.numpy as jnp, optax, rosu_jax
-
-    params = {"w": jnp.array([1.0, -2.0])}
-    forget_loss = lambda p: jnp.sum(p["w"] ** 2)          # the loss to raise
-    retain_loss = lambda p: jnp.sum((p["w"] - 1.0) ** 2)  # the loss to keep low
-    opt = rosu_jax.rosu(optax.sgd(0.1), rho=0.5, amplification=0.05)
-    state = opt.init(params)
-    updates, state = opt.update(
-        jax.grad(forget_loss)(params), state, params,
-        retain_grads=jax.grad(retain_loss)(params),
-        retain_grad_fn=jax.grad(retain_loss),
-    )
-    params = optax.apply_updates(params, updates)
-    print(state.diagnostics.coupling)
+>>> import jax, jax.numpy as jnp, optax, rosu_jax
+>>> params = {"w": jnp.array([1.0, -2.0])}
+>>> forget_loss = lambda p: jnp.sum(p["w"] ** 2)          # the loss to raise
+>>> retain_loss = lambda p: jnp.sum((p["w"] - 1.0) ** 2)  # the loss to keep low
+>>> opt = rosu_jax.rosu(optax.sgd(0.1), rho=0.5, amplification=0.05)
+>>> state = opt.init(params)
+>>> updates, state = opt.update(
+...     jax.grad(forget_loss)(params), state, params,
+...     retain_grads=jax.grad(retain_loss)(params),
+...     retain_grad_fn=jax.grad(retain_loss),
+... )
+>>> params = optax.apply_updates(params, updates)
+>>> round(float(state.diagnostics.coupling), 4)  # κ = cos(g_f, g_r) = 24 / (√20 · 6)
+0.8944
+>>> float(state.diagnostics.predicted_retain_change)  # ⟨g_r, δ⟩: zero by construction
+0.0
 
 The returned updates are λ·δ + U in each parameter's dtype, ready for ``optax.apply_updates``. The transformation
 chains with ``optax.chain``: transformations before it see g_f, those after it see the final update.
@@ -263,6 +265,14 @@ def uam(
     Exactly ``rosu(outer_optimizer, rho, amplification, project=False)``; ``amplification`` defaults to 0 (UAM as
     published). A non-zero λ gives the "UAM with ROSU's λ" ablation that isolates what the projection buys.
     ``retain_grads`` is optional: when given, the coupling and UAM's first-order retain change are reported.
+
+    >>> import jax, jax.numpy as jnp, optax
+    >>> opt = uam(optax.sgd(0.1), rho=0.5)
+    >>> params = {"w": jnp.array([3.0, 4.0])}
+    >>> retain_grad_fn = jax.grad(lambda p: jnp.sum((p["w"] - 1.0) ** 2))
+    >>> updates, state = opt.update(params, opt.init(params), params, retain_grad_fn=retain_grad_fn)
+    >>> [round(u, 2) for u in updates["w"].tolist()]  # −lr · ∇L_r(θ + 0.5 g_f/‖g_f‖)
+    [-0.46, -0.68]
     """
     return rosu(outer_optimizer, rho, amplification, project=False, axis_name=axis_name, eps=eps)
 

@@ -62,8 +62,17 @@ SCHEDULES = ("constant", "cosine", "step", "linear")
 def make_schedule(kind: str, value: float, total_steps: int, *, warmup_steps: int = 0) -> float | Schedule:
     """A named schedule over ``total_steps``: 'constant' (``value`` itself, a float), 'cosine' (to 0),
     'step' (×0.1 at 50% and 75% of the steps, the classic CIFAR recipe) or 'linear' (to 0); ``warmup_steps`` > 0
-    prepends a linear warm-up from 0 (the language-model setting)."""
-    total_steps = max(int(total_steps), 1)
+    prepends a linear warm-up from 0 (the language-model setting) and the decay takes the remaining steps, as in
+    ``optax.warmup_cosine_decay_schedule``.
+
+    >>> schedule = make_schedule("cosine", 0.1, total_steps=100, warmup_steps=10)
+    >>> [round(float(schedule(t)), 4) for t in (0, 5, 10, 55, 100)]
+    [0.0, 0.05, 0.1, 0.05, 0.0]
+    >>> make_schedule("constant", 0.1, total_steps=100)
+    0.1
+    """
+    warmup_steps = max(int(warmup_steps), 0)
+    total_steps = max(int(total_steps) - warmup_steps, 1)
     if kind == "constant":
         decay = value
     elif kind == "cosine":
@@ -74,9 +83,9 @@ def make_schedule(kind: str, value: float, total_steps: int, *, warmup_steps: in
         decay = linear(value, 0.0, total_steps)
     else:
         raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}.")
-    if warmup_steps <= 0:
+    if warmup_steps == 0:
         return decay
-    return warmup_then(value, int(warmup_steps), decay)
+    return warmup_then(value, warmup_steps, decay)
 
 
 def warmup_then(peak: float, warmup_steps: int, after: float | Schedule) -> Schedule:

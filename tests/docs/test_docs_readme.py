@@ -31,15 +31,3 @@ def test_readme_examples_run_and_report_coupling(capsys):
         kappa = float(capsys.readouterr().out.strip().splitlines()[-1])
         assert -1.0 <= kappa <= 1.0 and np.isfinite(kappa)
     assert namespace["state"].opt_state.count == 1  # the language-model example: one ROSU step
-
-
-def test_transformation_docstring_example_runs(capsys):
-    import importlib
-
-    module = importlib.import_module("rosu_jax.transforms.rosu")
-    doc = module.__doc__
-    block = doc[doc.index("    import jax, jax.numpy") : doc.index("The returned updates")]
-    code = "\n".join(line[4:] for line in block.splitlines())
-    exec(compile(code, "rosu_jax/transforms/rosu.py docstring", "exec"), {})
-    kappa = float(capsys.readouterr().out.strip().splitlines()[-1])
-    assert -1.0 <= kappa <= 1.0

@@ -139,3 +139,17 @@ def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
     code = cli.main([*argv, "--epochs", "1", "--work-dir", str(tmp_path), "--no-progress"])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_fixed_model_seed_shares_the_original_split_and_retrain_across_seeds(tmp_path):
+    """``model_seed``: the seeds vary only the unlearning runs; the original and the Retrain are trained once."""
+    config = small_config(methods=("FT",), scenarios=("random",), model_seed=0)
+    config = RunConfig(task=config.task, methods=config.methods, overrides=config.overrides, seeds=(0, 1))
+    messages = []
+    rows = pipeline.run_pipeline(config, work_dir=tmp_path, progress=False, log=messages.append).rows
+    assert sum("trained in" in m for m in messages) == 2  # one original, one Retrain
+    assert sum("restored checkpoint" in m for m in messages) == 2  # seed 1 reuses both
+    by = {(r["method"], r["seed"]): r for r in rows}
+    for method in ("Retrain", "Original"):
+        assert by[(method, 0)]["UA"] == by[(method, 1)]["UA"] and by[(method, 0)]["RA"] == by[(method, 1)]["RA"]
+    assert by[("FT", 0)]["RA"] != by[("FT", 1)]["RA"] or by[("FT", 0)]["UA"] != by[("FT", 1)]["UA"]

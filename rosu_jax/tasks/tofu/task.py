@@ -2,7 +2,7 @@
 
 The original model is fine-tuned on ``full``, the reference model ("Retrain", TOFU's retain model) on ``retainXX``
 only; each method unlearns ``forgetXX`` from the original weights, an epoch being one pass over the forget set with
-each forget batch paired with a random retain batch. Every model is evaluated as TOFU evaluates (LLM.md §1):
+each forget batch paired with a random retain batch. Every model is evaluated as TOFU evaluates (Maini et al. 2024):
 Probability, ROUGE-L recall and truth ratio on retain_perturbed, real_authors and world_facts (Model Utility is
 their harmonic mean), Forget Quality (KS p-value of the forget-set truth ratios against the retain model's),
 forget Probability / ROUGE / truth ratio and extraction strength; the per-item log is written in the legacy format.

@@ -79,6 +79,9 @@ class VisionConfig:
       left and scored against a Retrain on everything deleted so far.
     forget_batchnorm: how the forget loss normalises: "running" (the running BatchNorm statistics, the project's
       choice, see ``losses``) or "batch" (the forget batch's own statistics; never updating the running ones).
+    model_seed: train the original model, draw the split and train the reference model with this seed for every
+      run seed, so that the seeds vary only the unlearning runs (their batch order): the methods' own spread on one
+      model. None (default): every seed repeats the whole experiment.
     """
 
     dataset: str = "digits"
@@ -97,6 +100,7 @@ class VisionConfig:
     sequential_requests: int = 5
     sequential_fraction: float = 0.02
     forget_batchnorm: str = "running"
+    model_seed: int | None = None
 
     def __post_init__(self):
         if self.dataset not in DATASET_NAMES:
@@ -120,6 +124,8 @@ class VisionConfig:
             raise ValueError(f"forget_batchnorm must be 'running' or 'batch', got {self.forget_batchnorm!r}.")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}.")
+        if self.model_seed is not None and (not isinstance(self.model_seed, int) or self.model_seed < 0):
+            raise ValueError(f"model_seed must be None or an integer >= 0, got {self.model_seed!r}.")
         if self.train_per_class is not None and self.train_per_class < 1:
             raise ValueError(f"train_per_class must be >= 1, got {self.train_per_class}.")
 
@@ -216,10 +222,14 @@ class VisionTask(Task):
     def scenarios(self) -> tuple[str, ...]:
         return self.config.scenarios
 
+    def model_seed(self, seed: int) -> int:
+        return seed if self.config.model_seed is None else self.config.model_seed
+
     def setting(self, data: VisionData, scenario: str, seed: int) -> Setting:
         c = self.config
+        run_seed, seed = seed, self.model_seed(seed)  # the split and the reference model use the model seed
         if scenario == "sequential":
-            return self._sequential(data, seed)
+            return self._sequential(data, run_seed, seed)
         if scenario == "classwise" and c.forget_class >= data.dataset.num_classes:
             raise ValueError(
                 f"--forget-class {c.forget_class} is not a class of {data.dataset.name} "
@@ -244,9 +254,9 @@ class VisionTask(Task):
                 evaluation[name], validation[name] = (x[~held], y[~held]), (x[held], y[held])
         reference = self._training(*subsets["retain"], c.train, data, seed)
         split = VisionSplit(subsets, data.mean, data.std, evaluation, validation)
-        return Setting(scenario, seed, key, split, reference)
+        return Setting(scenario, run_seed, key, split, reference)
 
-    def _sequential(self, data: VisionData, seed: int) -> Setting:
+    def _sequential(self, data: VisionData, run_seed: int, seed: int) -> Setting:
         """Requests r = 1..R: forget a new disjoint random ``sequential_fraction`` of the training set; request r's
         unlearning runs on its own forget examples and on what is retained after all r, and it is scored on
         everything deleted so far against a Retrain on that retained set."""
@@ -268,14 +278,15 @@ class VisionTask(Task):
             key = {"scenario": "sequential", "request": r, "fraction": c.sequential_fraction, "split_seed": seed}
             split = VisionSplit(subsets, data.mean, data.std, evaluation)
             label = f"sequential {r}/{c.sequential_requests}"
-            requests.append(Setting(label, seed, key, split, self._training(x[kept], y[kept], c.train, data, seed)))
+            reference = self._training(x[kept], y[kept], c.train, data, seed)
+            requests.append(Setting(label, run_seed, key, split, reference))
         key = {
             "scenario": "sequential",
             "requests": c.sequential_requests,
             "fraction": c.sequential_fraction,
             "split_seed": seed,
         }
-        return Setting("sequential", seed, key, None, None, requests=requests)
+        return Setting("sequential", run_seed, key, None, None, requests=requests)
 
     def validation(self, setting: Setting) -> Setting | None:
         """The setting scored on the held-out validation parts (None without ``validation_fraction``)."""
