@@ -82,6 +82,13 @@ def build_parser(name: str, module, commands: dict) -> argparse.ArgumentParser:
     c.add_argument("--mesh", help="device mesh, e.g. data=8 or data=2,fsdp=4 (default: one device)")
     c.add_argument("--out", help="write results.json, results.md and PNG plots into this (new or report) folder")
     c.add_argument("--work-dir", help="checkpoints and finished rows (default ~/.cache/rosu_jax/runs)")
+    c.add_argument(
+        "--save-models",
+        metavar="DIR",
+        help="also save every model trained here into DIR/<scenario>/seed<s>/<method>-<variant> (and "
+        "DIR/Original/seed<s>): language models as Hugging Face checkpoints with their tokenizer (LoRA merged), "
+        "image models as orbax checkpoints",
+    )
     c.add_argument("--fresh", action="store_true", help="ignore cached checkpoints and rows (recompute them)")
     c.add_argument("--wait-for-lock", action="store_true", help="wait while another run uses the work dir")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -198,6 +205,7 @@ def run_task(name: str, module, argv: list[str], commands: dict) -> int:
             log=log,
             fresh=args.fresh,
             wait_for_lock=args.wait_for_lock,
+            save_models=args.save_models,
         )
     except (FileNotFoundError, ValueError, ImportError, OSError, TrainingDiverged, WorkDirBusy) as err:
         print(f"rosu-unlearn: {err}", file=sys.stderr)

@@ -11,6 +11,7 @@ code; each restore is logged with what matched.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,7 @@ class Run:
     progress: bool
     log: Callable[[str], None]
     fresh: bool
+    save_dir: Path | None = None  # --save-models: every finished model is exported under it
     steppers: StepperCache = dataclasses.field(default_factory=StepperCache)
     relearn_steppers: dict = dataclasses.field(default_factory=dict)
 
@@ -104,8 +106,13 @@ def run_pipeline(
     log: Callable[[str], None] = lambda s: None,
     fresh: bool = False,
     wait_for_lock: bool = False,
+    save_models: str | Path | None = None,
 ) -> RunOutput:
-    """Run every (seed, scenario, method variant) of ``config``; return the rows and the per-step histories."""
+    """Run every (seed, scenario, method variant) of ``config``; return the rows and the per-step histories.
+
+    ``save_models``: export every model trained here into a folder of it, in the task's format (``Task.export``):
+    ``Original/seed<s>``, ``<scenario>/seed<s>/Retrain`` and ``<scenario>/seed<s>/<method>-<variant>`` (not
+    diverged ones, not the sequential scenario's); a cached row whose model is not saved there yet is recomputed."""
     task = make_task(config.task)
     task.validate()
     variants = plan(config, task)
@@ -122,7 +129,8 @@ def run_pipeline(
                 "--tune needs held-out validation data: set the task's validation_fraction (the CLI's "
                 "--tune does, 0.2 by default)."
             )
-        run = Run(config, task, variants, work_dir, mesh, progress, log, fresh)
+        save_dir = None if save_models is None else Path(save_models)
+        run = Run(config, task, variants, work_dir, mesh, progress, log, fresh, save_dir)
         try:
             _prefetch(run, settings)
             return _run(run, data, settings)
@@ -154,9 +162,9 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
         for seed in config.seeds:
             bar.set_postfix_str(f"seed {seed}: original")
             model_seed = task.model_seed(seed)
-            original = _train(
-                run, "original", data.fingerprint, None, model_seed, task.training_data(data, model_seed)
-            )
+            original = _train(run, "original", data.fingerprint, None, model_seed, task.training_data(data, model_seed))
+            if task.pretrained(model_seed) is None:  # a given checkpoint is the user's already
+                _export(run, ("Original", f"seed{model_seed}"), original, "the original model")
             bar.update(1)
             for scenario in task.scenarios():
                 setting = settings[(seed, scenario)]
@@ -183,10 +191,16 @@ def _run(run: Run, data, settings: dict) -> RunOutput:
                         method.key(method_settings),
                         {"tune": config.tune, "relearn": config.relearn},
                     )
+                    export = _export_parts(setting, name, method.label(method_settings))
                     record = None if run.fresh else rows_cache.load(key)
+                    unsaved = run.save_dir is not None and not run.save_dir.joinpath(*export).exists()
+                    if record is not None and unsaved and record["row"]["status"] != "diverged":
+                        record = None  # its model is needed: recompute (same settings, same row)
                     if record is None:
-                        record, _ = _unlearn_and_score(run, setting, original, reference, method, method_settings)
+                        record, result = _unlearn_and_score(run, setting, original, reference, method, method_settings)
                         rows_cache.save(key, record)
+                        if result.diverged_at is None:
+                            _export(run, export, result, f"{name} {method.label(method_settings)}")
                     else:
                         run.log(
                             f"{name} {method.label(method_settings)} ({scenario}, seed {seed}): restored row "
@@ -278,6 +292,31 @@ def _train(run: Run, what: str, fingerprint: str, setting: Setting | None, seed:
     return trained
 
 
+def _export_parts(setting: Setting, method: str, variant: str) -> tuple[str, ...]:
+    """Where ``--save-models`` puts a method's model: scenario / seed / method and its variant, as folder names."""
+    scenario, variant = (
+        re.sub(r"[^A-Za-z0-9.=+_-]+", "_", text.replace("ρ", "rho").replace("λ", "lambda")).strip("_")
+        for text in (setting.scenario, variant)
+    )
+    return scenario, f"seed{setting.seed}", f"{method}-{variant}" if variant else method
+
+
+def _export(run: Run, parts: tuple[str, ...], model, what: str) -> None:
+    """``run.task.export`` of ``model`` into ``run.save_dir/parts`` unless it is there (written to a ``.partial``
+    folder first, so an interrupted export is never taken for a finished one)."""
+    if run.save_dir is None:
+        return
+    folder = run.save_dir.joinpath(*parts)
+    if folder.exists():
+        return
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    run.task.export(model.params, model.model_state, partial)
+    partial.rename(folder)
+    run.log(f"{what}: saved to {folder}")
+
+
 def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) -> tuple[dict, list[dict], list]:
     """The reference model of ``setting`` (trained, restored, or an evaluation read from the user's file), and the
     Retrain and Original rows. Returns (reference: its evaluation and training seconds, rows, their artifacts)."""
@@ -288,6 +327,9 @@ def _reference_rows(run: Run, data, setting: Setting, original: TrainedModel) ->
     if reference_eval is None and setting.reference_training is not None:
         model_seed = task.model_seed(setting.seed)
         retrain = _train(run, task.reference_row, data.fingerprint, setting, model_seed, setting.reference_training)
+        if not setting.scenario.startswith("sequential"):
+            folder = _export_parts(setting, task.reference_row, "")[0], f"seed{model_seed}", task.reference_row
+            _export(run, folder, retrain, task.reference_row)
         reference_eval = task.evaluate(retrain.params, retrain.model_state, setting)
         reference_seconds = retrain.seconds
         artifacts.append(reference_eval.artifact)

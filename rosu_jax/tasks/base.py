@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rosu_jax.core.types import PyTree
@@ -212,6 +213,16 @@ class Task(abc.ABC):
     def forget_score(self, params: PyTree, model_state: PyTree, setting: Setting) -> float:
         """How much of the forget set the model knows (higher = more), for the relearning attack."""
         raise NotImplementedError(f"the {self.name} task has no relearning attack")
+
+    def export(self, params: PyTree, model_state: PyTree, folder: Path) -> None:
+        """Write a finished model into the new folder ``folder`` for use outside this run (``--save-models``).
+
+        By default an orbax checkpoint of ``{"params", "model_state"}`` in ``folder/checkpoint`` (restore it with
+        ``orbax.checkpoint.StandardCheckpointer`` and the task's ``init_model`` as the template)."""
+        import orbax.checkpoint as ocp
+
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(folder.absolute() / "checkpoint", {"params": params, "model_state": model_state})
 
     def validation(self, setting: Setting) -> Setting | None:
         """``setting`` scored on held-out validation data (fair tuning selects on it), or None when there is none."""

@@ -32,6 +32,7 @@ from rosu_jax.models.lm import (
     check_vocab,
     greedy_generate,
     load_hf_checkpoint,
+    save_hf_checkpoint,
     tiny,
     train_bpe_tokenizer,
 )
@@ -328,6 +329,16 @@ class LanguageModelTask(Task):
 
     def training_recipe(self) -> TrainingRecipe:
         return self.config.train
+
+    def model_params(self, params: PyTree, model_state: PyTree) -> PyTree:
+        """The whole model's parameters from an unlearning state's (trainable ``params`` and the frozen rest)."""
+        return full_params(params, model_state)
+
+    def export(self, params: PyTree, model_state: PyTree, folder) -> None:
+        """A Hugging Face checkpoint (``config.json``, ``model.safetensors`` in the params' dtype) and the
+        tokenizer, readable by ``--model-dir`` and by transformers' ``from_pretrained``."""
+        save_hf_checkpoint(folder, self._model[0], self.model_params(params, model_state))
+        self.tokenizer.save(folder)
 
     def text_batches(self, encoded: Encoded, batch_size: int, seed: int) -> TrainingData:
         """Training batches of ``encoded`` (each with its rows' ``index``), a pure function of (seed, epoch)."""

@@ -153,3 +153,35 @@ def test_a_fixed_model_seed_shares_the_original_split_and_retrain_across_seeds(t
     for method in ("Retrain", "Original"):
         assert by[(method, 0)]["UA"] == by[(method, 1)]["UA"] and by[(method, 0)]["RA"] == by[(method, 1)]["RA"]
     assert by[("FT", 0)]["RA"] != by[("FT", 1)]["RA"] or by[("FT", 0)]["UA"] != by[("FT", 1)]["UA"]
+
+
+def test_save_models_exports_every_trained_model_and_recomputes_unsaved_cached_rows(tmp_path):
+    import orbax.checkpoint as ocp
+
+    config = small_config(methods=("FT",), scenarios=("random",))
+    first = pipeline.run_pipeline(config, work_dir=tmp_path / "work", progress=False).rows
+    messages = []
+    save = tmp_path / "models"
+    rows = pipeline.run_pipeline(
+        config, work_dir=tmp_path / "work", progress=False, log=messages.append, save_models=save
+    ).rows
+    assert any("FT lr=0.05" in m and "saved to" in m for m in messages)  # the cached row was recomputed
+    assert [r["UA"] for r in rows] == [r["UA"] for r in first]  # to the same numbers
+    folders = sorted(str(p.relative_to(save)) for p in save.glob("*/*") if p.is_dir())
+    assert folders == ["Original/seed0", "random/seed0"]
+    assert sorted(p.name for p in (save / "random" / "seed0").iterdir()) == ["FT-lr=0.05", "Retrain"]
+    task = VisionTask(config.task)
+    task.load()
+    params, model_state = task.init_model(0)
+    with ocp.StandardCheckpointer() as checkpointer:
+        saved = checkpointer.restore(
+            (save / "random" / "seed0" / "FT-lr=0.05" / "checkpoint").absolute(),
+            {"params": params, "model_state": model_state},
+        )
+    data = task.load()
+    evaluation = task.evaluate(saved["params"], saved["model_state"], task.setting(data, "random", 0))
+    ft = next(r for r in rows if r["method"] == "FT")
+    assert evaluation.metrics["UA"] == ft["UA"] and evaluation.metrics["TA"] == ft["TA"]
+    messages.clear()
+    pipeline.run_pipeline(config, work_dir=tmp_path / "work", progress=False, log=messages.append, save_models=save)
+    assert not any("saved to" in m for m in messages)  # everything is there: nothing recomputed or rewritten

@@ -127,5 +127,5 @@ def _evaluate_only(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     to_legacy_log(evaluation.details["splits"], out / "eval_log.json")
     print(json.dumps({k: v for k, v in evaluation.metrics.items() if v is not None}, indent=1))
-    print(f"wrote {out / 'eval_log.json'}")
+    print(f"wrote {out / 'eval_log.json'}", file=sys.stderr)  # stdout is the JSON alone
     return 0

@@ -268,15 +268,20 @@ class WmdpTask(language.LanguageModelTask):
     def training_loss(self):
         return language.loss_terms(self.apply_fn)["retain"]
 
-    # -- metrics -------------------------------------------------------------------------------------------------
-    def evaluate(self, params, model_state, setting: Setting) -> Evaluation:
-        """Accuracies through lm-evaluation-harness on the questions (LoRA adapters merged into the base first)."""
-        c, data = self.config, setting.split["data"]
+    def model_params(self, params, model_state):
+        """The whole model's parameters, LoRA adapters (if any) merged into the base weights."""
         full = language.full_params(params, model_state)
         if any("_lora_" in "".join(map(str, path)) for path, _ in _paths(full)):
             from rosu_jax.models.lm.lora import merge_lora
 
             full = merge_lora(self._model[0], full, alpha=LORA_ALPHA)
+        return full
+
+    # -- metrics -------------------------------------------------------------------------------------------------
+    def evaluate(self, params, model_state, setting: Setting) -> Evaluation:
+        """Accuracies through lm-evaluation-harness on the questions (LoRA adapters merged into the base first)."""
+        c, data = self.config, setting.split["data"]
+        full = self.model_params(params, model_state)
         if self._lm is None:  # one harness model: its scoring program is compiled once for every evaluation
             self._lm = JaxLM(self.apply_fn, full, self.tokenizer, batch_size=c.eval_batch_size)
         lm, lm.params = self._lm, full

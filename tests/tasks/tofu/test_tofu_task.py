@@ -155,6 +155,8 @@ def test_the_command_line_writes_tofu_rows_and_logs(tmp_path, capsys):
         str(out),
         "--work-dir",
         str(tmp_path / "work"),
+        "--save-models",
+        str(tmp_path / "models"),
         "--no-progress",
     ]
     assert cli.main(argv) == 0
@@ -191,6 +193,15 @@ def test_the_command_line_writes_tofu_rows_and_logs(tmp_path, capsys):
     original = rows[1]
     assert scored["model_utility"] == pytest.approx(original["model_utility"], rel=1e-9)
     assert scored["forget_quality"] == pytest.approx(original["forget_quality"], rel=1e-9)
+    # --save-models wrote Hugging Face checkpoints: the saved ROSU model, evaluated from its folder, scores as its row
+    saved = sorted(p.name.split("-")[0] for p in (tmp_path / "models" / "forget10" / "seed0").iterdir())
+    assert saved == ["GA", "ROSU", "Retrain"] and (tmp_path / "models" / "Original" / "seed0" / "config.json").exists()
+    rosu_dir = next((tmp_path / "models").glob("*/seed0/ROSU-*"))
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in rosu_dir.iterdir()}
+    evaluate = ["tofu", "--synthetic-authors", "10", "--model-dir", str(rosu_dir), "--max-new-tokens", "8"]
+    assert cli.main([*evaluate, "--evaluate-only", "--no-progress", "--out", str(tmp_path / "rosu")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["model_utility"] == pytest.approx(rows[3]["model_utility"], rel=1e-6)
 
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="the TOFU reference logs are not beside this checkout")

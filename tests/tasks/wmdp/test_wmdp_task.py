@@ -12,6 +12,7 @@ import pytest
 from rosu_jax import cli
 from rosu_jax.methods import ExtrasContext, get_method
 from rosu_jax.methods.representation import _masked_mse, _terms
+from rosu_jax.models.lm import Tokenizer, load_hf_checkpoint
 from rosu_jax.runs.train import train_model
 from rosu_jax.tasks.base import TrainingRecipe
 from rosu_jax.tasks.wmdp import WmdpConfig, WmdpTask
@@ -95,7 +96,7 @@ def test_only_the_trainable_leaves_move(trained, name):
     assert all(np.array_equal(a, b) for a, b in frozen)  # bit-identical
 
 
-def test_lora_through_the_task_trains_adapters_and_evaluates_merged(trained):
+def test_lora_through_the_task_trains_adapters_evaluates_and_saves_merged(trained, tmp_path):
     task, setting, original = trained
     lora = WmdpTask(dataclasses.replace(SMALL, trainable="lora"))
     lora.tokenizer, lora._model = task.tokenizer, task._model
@@ -108,6 +109,17 @@ def test_lora_through_the_task_trains_adapters_and_evaluates_merged(trained):
     state, _ = stepper.step(stepper.init(params, model_state), *data.example, jax.random.key(0))
     evaluation = lora.evaluate(state.params, state.model_state, setting)
     assert evaluation.details["status"] == "ok" and 0 <= evaluation.metrics["forget_accuracy"] <= 100
+
+    # --save-models: a Hugging Face checkpoint of the merged model, with its tokenizer, that loads back exactly
+    lora.export(state.params, state.model_state, tmp_path / "model")
+    config, apply_fn, loaded = load_hf_checkpoint(tmp_path / "model", dtype=SMALL.dtype, scan_layers=False)
+    tokenizer = Tokenizer.from_folder(tmp_path / "model")
+    assert tokenizer.encode("the virus") == lora.tokenizer.encode("the virus")
+    ids = jnp.asarray([tokenizer.encode("the virus spreads")], jnp.int32)
+    mask = jnp.ones_like(ids)
+    merged = lora.model_params(state.params, state.model_state)
+    assert not any("_lora_" in jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(loaded)[0])
+    np.testing.assert_array_equal(apply_fn(loaded, ids, mask), lora.apply_fn(merged, ids, mask))
 
 
 def test_the_command_line_runs_offline_and_writes_rows(tmp_path, capsys):
