@@ -1,15 +1,17 @@
 """Step cost of the language-model unlearning methods on a Llama-3.2-1B-shape decoder (bf16, random weights): FT,
-UAM, ROSU, ROSU-lagged, GradDiff and NPO, with every weight trainable ('full') and with LoRA adapters only ('lora').
+UAM, ROSU, ROSU-lagged, GradDiff, NPO, RMU and ROSU-RMU, with every weight trainable ('full') and with LoRA adapters
+only ('lora').
 
 Per group and method (built by the method registry on the causal-LM loss terms, AdamW as in TOFU): compile time
 (apart), the median step time over interleaved rounds (one call of each method per round, every method timed from
-its state after one warm-up step, so UAM and ROSU-lagged hold a real previous g̃) with p10-p90, tokens/s (the
-forget + retain tokens of a step), XLA's memory analysis of the compiled step and the device's high-water mark,
-model FLOPs and MFU. Batches: random tokens, B x T each, the first quarter of every row a prompt (label -100), the
-rest answer tokens; every row carries its ``index`` (NPO's reference NLL, computed by the method's own ``extras`` on
-``FORGET_BATCHES`` forget batches). 'lora': rank-r adapters (``add_lora``, alpha = 2r) on the attention and MLP
-projections are the trainable tree, the bf16 base is frozen in the model state (``{"frozen": ...}``); qwix needs
-unscanned layers there.
+its state after one warm-up step, so UAM and ROSU-lagged hold a real previous g̃) with p10-p90, tokens/s (the forget
++ retain tokens of a step), XLA's memory analysis of the compiled step and the device's high-water mark, model FLOPs
+and MFU. Batches: random tokens, B x T each, the first quarter of every row a prompt (label -100), the rest answer
+tokens; every row carries its ``index`` (NPO's reference NLL, computed by the method's own ``extras`` on
+``FORGET_BATCHES`` forget batches) and a ``topic`` 0 (RMU's control vector; its layer ℓ = the middle layer,
+``num_layers // 2``, as layer 7 of Zephyr-7B's 32 in the official run). 'lora': rank-r adapters (``add_lora``, alpha
+= 2r) on the attention and MLP projections are the trainable tree, the bf16 base is frozen in the model state
+(``{"frozen": ...}``); qwix needs unscanned layers there.
 
 Model FLOPs of a step = 6 · N · B · T · gradient evaluations: the standard 6·N per token of a forward and backward
 pass over the whole model (N = every parameter, trainable or frozen, the tied embedding counted once; attention's
@@ -59,6 +61,8 @@ METHODS = {
     "ROSU-lagged": ("ROSU", {"lagged": True}),  # 2: g_r = the previous step's g̃
     "GradDiff": ("GradDiff", {}),  # 2: one backward pass over the forget and retain batches
     "NPO": ("NPO", {}),  # 2: as GradDiff, against the reference NLL in the extras
+    "RMU": ("RMU", {}),  # 2: layer ℓ's activations on both batches (the layers above ℓ are never computed)
+    "ROSU-RMU": ("ROSU-RMU", {}),  # 3 of RMU's: ROSU with RMU's forget / retain terms as L_f / L_r
 }
 OPTIMIZER = {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.01}  # TOFU's (rosu_jax.tasks.tofu defaults)
 TOTAL_STEPS = 1000  # sets the optimizer's schedules only
@@ -144,11 +148,12 @@ def make_batches(config: DecoderConfig, batch_size: int, seq_len: int, count: in
         labels[:, : seq_len // 4] = IGNORE
         batches.append({"input_ids": jnp.asarray(ids), "attention_mask": jnp.ones_like(ids),
                         "labels": jnp.asarray(labels),
-                        "index": jnp.arange(i * batch_size, (i + 1) * batch_size, dtype=jnp.int32)})
+                        "index": jnp.arange(i * batch_size, (i + 1) * batch_size, dtype=jnp.int32),
+                        "topic": jnp.zeros(batch_size, jnp.int32)})
     return batches
 
 
-def make_stepper(method: str, terms: dict, trainable, model_state, forget_batches: list[dict]):
+def make_stepper(method: str, terms: dict, trainable, model_state, forget_batches: list[dict], info: dict):
     """(the registry's stepper of ``method``, its extras or None, seconds spent on the extras)."""
     registry_name, values = METHODS[method]
     registry_method = get_method(registry_name)
@@ -157,7 +162,7 @@ def make_stepper(method: str, terms: dict, trainable, model_state, forget_batche
     extras = None
     if registry_method.extras is not None:
         context = ExtrasContext(terms, trainable, model_state, lambda: iter(forget_batches),
-                                len(forget_batches) * forget_batches[0]["index"].shape[0])
+                                len(forget_batches) * forget_batches[0]["index"].shape[0], info=info)
         extras = jax.block_until_ready(registry_method.extras(context, settings))
     return registry_method.build(terms, settings, TOTAL_STEPS), extras, time.perf_counter() - t0
 
@@ -196,13 +201,14 @@ def run_group(group: Group, methods: list[str], args, env: dict, deadline: float
     forget_batches = make_batches(group.config, args.batch_size, args.seq_len, FORGET_BATCHES, seed=1)
     (retain,) = make_batches(group.config, args.batch_size, args.seq_len, 1, seed=2)
     forget, key = forget_batches[0], jax.random.key(0)
-    terms = loss_terms(apply_fn)
+    terms = loss_terms(apply_fn, hidden_layer=group.config.num_layers // 2)
+    info = {"num_topics": 1, "hidden_size": group.config.hidden_size}
     targets, per_method = [], {}
     for method in methods:
         if time.perf_counter() > deadline:
             not_run[method] = "budget"
             continue
-        stepper, extras, extras_s = make_stepper(method, terms, trainable, model_state, forget_batches)
+        stepper, extras, extras_s = make_stepper(method, terms, trainable, model_state, forget_batches, info)
         state = stepper.init(trainable, model_state, extras)
         try:  # one device call per record set: a method that does not fit is recorded, the others still run
             timed = common.compile_fn(method, stepper.step, state, forget, retain, key, quick=args.quick)

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks import common, lm_steps, report
 
-GRADIENTS = {"FT": 1, "UAM": 2, "ROSU": 3, "ROSU-lagged": 2, "GradDiff": 2, "NPO": 2}
+GRADIENTS = {"FT": 1, "UAM": 2, "ROSU": 3, "ROSU-lagged": 2, "GradDiff": 2, "NPO": 2, "RMU": 2, "ROSU-RMU": 4}
 
 
 @pytest.fixture(scope="module")
