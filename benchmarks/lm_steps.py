@@ -16,7 +16,8 @@ tokens; every row carries its ``index`` (NPO's reference NLL, computed by the me
 Model FLOPs of a step = 6 · N · B · T · gradient evaluations: the standard 6·N per token of a forward and backward
 pass over the whole model (N = every parameter, trainable or frozen, the tied embedding counted once; attention's
 T² term ignored), once per gradient the method evaluates over one B x T batch (``Stepper.gradient_evaluations``:
-FT 1, GradDiff and NPO 2 (one backward over both batches), UAM 2, ROSU 3, ROSU-lagged 2). LoRA rows count the same
+FT 1, GradDiff and NPO 2 (one backward over both batches), UAM 2, ROSU 3, ROSU-lagged 2, RMU 2, ROSU-RMU 4; RMU's
+count the whole model although they stop at layer ℓ, so their MFU reads about 2x high). LoRA rows count the same
 model FLOPs although their backward skips the base weights' gradients (about 4·N), so their MFU reads up to 1.5x
 high. MFU = model FLOPs / step time / the device's dense bf16 peak (``PEAK_FLOPS``; None on a CPU or an unknown
 device unless ``--peak-tflops``); ``mfu_over_ft`` = achieved FLOP/s / FT's, on any backend.
