@@ -29,8 +29,10 @@ ENV_KEYS = ("python", "platform", "jax", "jaxlib", "flax", "optax", "numpy", "ba
 
 def cifar10_dir(given: str | None = None) -> Path | None:
     """A folder of CIFAR-10 images (train/<class>, test/<class>): ``given``, else ``$CIFAR_DIR``, else
-    ``shared/data/cifar10-jpeg`` beside the checkout; None when there is none (the caller skips, saying so)."""
-    for candidate in (given, os.environ.get("CIFAR_DIR"), REPO.parent / "shared" / "data" / "cifar10-jpeg"):
+    ``shared/data/cifar10-jpeg`` beside the checkout; None when there is none (the caller skips, saying so). A
+    folder given explicitly is the only candidate: a wrong path must not silently run on other data."""
+    candidates = [given] if given else [os.environ.get("CIFAR_DIR"), REPO.parent / "shared" / "data" / "cifar10-jpeg"]
+    for candidate in candidates:
         if candidate and (Path(candidate) / "train").is_dir() and (Path(candidate) / "test").is_dir():
             return Path(candidate)
     return None

@@ -1,9 +1,12 @@
-"""End-to-end wall time: the default job with a cold and a warm cache, and a CIFAR-10 run on real images.
+"""End-to-end wall time: the default job with a cold and a warm cache, the language-model tasks' offline defaults, and
+a CIFAR-10 run on real images.
 
 Each run is ``rosu-unlearn`` in a subprocess, timed from outside (``wall_s``) beside the job's own total.
 'default-cold': no arguments (digits, every method) with a fresh empty ``ROSU_JAX_CACHE`` (XLA cache, work dir,
 decoded data); 'default-warm': right after, with the same cache; ``--runs`` (3) pairs, one record per case with
-every run and its load. 'cifar10/...': ``experiments/cifar10_folder_small_cnn.py`` on the CIFAR-10 JPEGs
+every run and its load. 'tofu-cold' / 'wmdp-cold' (and '-warm'): ``rosu-unlearn tofu`` and ``rosu-unlearn wmdp``
+with no other arguments, once each (``--lm-runs``), with their rows (FQ / MU, forget / control accuracy, seconds).
+'cifar10/...': ``experiments/cifar10_folder_small_cnn.py`` on the CIFAR-10 JPEGs
 (``--data-dir``, ``$CIFAR_DIR`` or ``shared/data/cifar10-jpeg`` beside the checkout; skipped when absent), shortened
 for a CPU (epochs, methods, one scenario, images per class), with the pipeline's per-method ``seconds`` and
 ``rte_ratio`` (over Retrain's) beside UA/RA/TA/MIA.
@@ -33,6 +36,8 @@ CIFAR_CONFIG = "experiments/cifar10_folder_small_cnn.py"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 ROW_FIELDS = ("scenario", "method", "seed", "lr", "UA", "RA", "TA", "MIA", "avg_gap", "seconds", "compile_s",
               "rte_ratio")
+LM_ROW_FIELDS = ("method", "variant", "seed", "forget_quality", "model_utility", "forget_accuracy",
+                 "control_accuracy", "seconds", "status")
 
 
 def run_job(command: list[str], cli_args: list[str], cache: Path, shown: tuple[tuple[str, str], ...] = ()) -> dict:
@@ -52,16 +57,25 @@ def run_job(command: list[str], cli_args: list[str], cache: Path, shown: tuple[t
     return result
 
 
-def default_cases(args, command, env, tmp: Path) -> None:
-    cli_args = ["--scenario", "classwise", "--methods", "FT,ROSU", "--epochs", "1", "--unlearn-epochs", "1"] \
-        if args.quick else []
-    prefix = "quick" if args.quick else "default"
+def default_cases(args, command, env, tmp: Path, task: str | None = None) -> None:
+    """Cold/warm pairs of the default job (``task`` None) or of ``rosu-unlearn <task>``."""
+    if task is None:
+        cli_args = ["--scenario", "classwise", "--methods", "FT,ROSU", "--epochs", "1", "--unlearn-epochs", "1"] \
+            if args.quick else []
+        prefix, count = "quick" if args.quick else "default", args.runs
+    else:
+        cli_args, prefix, count = [task], task, args.lm_runs
     runs: dict[str, list[dict]] = {"cold": [], "warm": []}
-    for i in range(args.runs):
-        cache = tmp / f"cache-{i}"  # fresh and empty: the cold run fills it, the warm run finds it
+    for i in range(count):
+        cache = tmp / f"cache-{prefix}-{i}"  # fresh and empty: the cold run fills it, the warm run finds it
         for kind in ("cold", "warm"):
-            common.progress(f"[{prefix}-{kind}] run {i + 1}/{args.runs}")
-            result = run_job(command, cli_args, cache, ((str(tmp), "<tmp>"),))
+            common.progress(f"[{prefix}-{kind}] run {i + 1}/{count}")
+            out = tmp / f"out-{prefix}-{i}-{kind}"
+            result = run_job(command, [*cli_args, "--out", str(out)] if task else cli_args, cache,
+                             ((str(tmp), "<tmp>"),))
+            if task and (out / "results.json").exists():
+                rows = json.loads((out / "results.json").read_text())["rows"]
+                result["rows"] = [{k: row[k] for k in LM_ROW_FIELDS if k in row} for row in rows]
             runs[kind].append({k: v for k, v in result.items() if k != "command"})
         shutil.rmtree(cache, ignore_errors=True)
     for kind, results in runs.items():
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one short cold/warm pair, no CIFAR run (smoke test)")
     parser.add_argument("--runs", type=int, help="cold/warm pairs of the default job (default 3; --quick 1)")
     parser.add_argument("--no-default", action="store_true", help="skip the default job")
+    parser.add_argument("--no-lm", action="store_true", help="skip the tofu and wmdp defaults")
+    parser.add_argument("--lm-runs", type=int, default=1, help="cold/warm pairs of each language-model default")
     parser.add_argument("--no-cifar", action="store_true", help="skip the CIFAR-10 run")
     parser.add_argument("--data-dir", help="CIFAR-10 image folder with train/ and test/ (default: $CIFAR_DIR, or the "
                         "shared data beside the checkout)")
@@ -139,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rosu-e2e-") as tmp:
         if not args.no_default:
             default_cases(args, command, env, Path(tmp))
+        if not (args.no_lm or args.quick):
+            for task in ("tofu", "wmdp"):
+                default_cases(args, command, env, Path(tmp), task)
         if not (args.no_cifar or args.quick):
             cifar_case(args, command, env, Path(tmp))
     return 0

@@ -88,6 +88,11 @@ def num(x: Any, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def sig(x: float | None) -> str:
+    """3 significant digits (a p-value such as FQ spans many orders of magnitude)."""
+    return "-" if x is None else f"{x:.3g}"
+
+
 def mib(x: int | None) -> str:
     return "-" if x is None else f"{x / 2**20:.2f}"
 
@@ -310,6 +315,13 @@ def steps_end_to_end(recs: list[dict], out_dir: Path) -> list[str]:
                           [[r["case"], f"`{r['command']}`", len(r["runs"]), f"{r['wall_s_median']:.1f} s",
                             f"{r['wall_s_min']:.1f}–{r['wall_s_max']:.1f} s", num(r.get("job_total_s_median"), 1),
                             num(r.get("loadavg_1m"), 1), r["returncode"]] for r in repeated]) + [""]
+    for r in repeated:  # the language-model defaults' rows, from the last cold run
+        if r["case"].endswith("-cold") and (task_rows := r["runs"][-1].get("rows")):
+            lines += [f"Rows of `{r['command']}` (its last cold run):", "",
+                      *md_table(["method", "FQ", "MU", "forget acc", "control acc", "seconds"],
+                                [[t["method"], sig(t.get("forget_quality")), num(t.get("model_utility"), 3),
+                                  num(t.get("forget_accuracy"), 1), num(t.get("control_accuracy"), 1),
+                                  num(t.get("seconds"), 1)] for t in task_rows]), ""]
     if single := [r for r in recs if "wall_s" in r]:
         lines += md_table(["case", "command", "wall", "job's own total", "exit"],
                           [[r["case"], f"`{r['command']}`", f"{r['wall_s']:.1f} s", f"{num(r.get('job_total_s'), 1)} s",
@@ -325,9 +337,6 @@ def steps_end_to_end(recs: list[dict], out_dir: Path) -> list[str]:
         lines += [f"Settings: epochs {parent.get('epochs')}, unlearn epochs {parent.get('unlearn_epochs')}, subset "
                   f"{parent.get('subset') or 'none (all images)'}.", ""]
     return lines
-
-
-LM_METHOD_ORDER = ("FT", "GradDiff", "NPO", "UAM", "ROSU", "ROSU-lagged")
 
 
 def table_lm_steps(recs: list[dict]) -> list[str]:
@@ -347,8 +356,8 @@ def table_lm_steps(recs: list[dict]) -> list[str]:
                   f"parameters), {first.get('batch_size')} x {first.get('seq_len')} tokens per batch (forget + "
                   f"retain: {fmt(first.get('tokens_per_step'))} per step).", ""]
         rows = []
-        for m in LM_METHOD_ORDER:
-            if not (r := cases.get(m)):
+        for m, r in cases.items():  # in the order they were measured (lm_steps.METHODS)
+            if m == "ratios":
                 continue
             spread = r.get("ratio_to_uam_spread") or {}
             rows.append([m, f"{fmt(r.get('n_trainable'))} ({r.get('trainable')})", r.get("gradient_evaluations"),

@@ -92,8 +92,36 @@ def test_end_to_end_records(results):
 
 def test_end_to_end_without_cifar_data_skips(tmp_path, capsys):
     out = tmp_path / "e2e.jsonl"
-    assert end_to_end.main(["--no-default", "--data-dir", str(tmp_path / "absent"), "--out", str(out)]) == 0
+    argv = ["--no-default", "--no-lm", "--data-dir", str(tmp_path / "absent"), "--out", str(out)]
+    assert end_to_end.main(argv) == 0
     assert "skipped: no CIFAR-10 image folder" in capsys.readouterr().out and not out.exists()
+
+
+FAKE_LM_JOB = """
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[sys.argv.index("--out") + 1])
+out.mkdir(parents=True)
+rows = [{"method": "Retrain", "forget_quality": 1.0, "model_utility": 0.75, "seconds": 3.0, "task": sys.argv[1]}]
+(out / "results.json").write_text(json.dumps({"rows": rows}))
+print("total wall time: 2.0 s")
+"""
+
+
+def test_end_to_end_language_model_defaults_record_their_rows(tmp_path):
+    (tmp_path / "job.py").write_text(FAKE_LM_JOB)
+    out = tmp_path / "results" / "end_to_end.jsonl"
+    argv = ["--no-default", "--no-cifar", "--cli", f"{sys.executable} {tmp_path / 'job.py'}", "--out", str(out)]
+    assert end_to_end.main(argv) == 0
+    recs = records(out)
+    assert set(recs) == {"tofu-cold", "tofu-warm", "wmdp-cold", "wmdp-warm"}
+    assert recs["tofu-cold"]["command"] == "rosu-unlearn tofu" and recs["wmdp-warm"]["job_total_s_median"] == 2.0
+    assert recs["tofu-cold"]["runs"][0]["rows"] == [
+        {"method": "Retrain", "forget_quality": 1.0, "model_utility": 0.75, "seconds": 3.0}
+    ]
+    report.build_reports(out.parent)
+    text = (out.parent / "STEPS.md").read_text()
+    assert "Rows of `rosu-unlearn wmdp` (its last cold run):" in text
+    assert "| Retrain | 1 | 0.750 | - | - | 3.0 |" in text
 
 
 def test_subset_folder(tmp_path):

@@ -61,6 +61,7 @@ def test_the_report_renders_the_records_and_says_no_gpu_record_exists(results, t
     text = (results / "REPORT.md").read_text()
     assert "### full (cpu)" in text and "### lora (cpu)" in text and "No GPU record exists yet" in text
     assert "| ROSU-lagged | 16,384 (LoRA r=16) | 2 |" in text and "rosu_over_uam <= 1.5" in text
+    assert "| RMU | 16,384 (LoRA r=16) | 2 |" in text and "| ROSU-RMU | 16,384 (LoRA r=16) | 4 |" in text
     report.build_reports(tmp_path)  # no record at all: the section says so
     assert "No GPU record exists yet**: `benchmarks/lm_steps.py`" in (tmp_path / "REPORT.md").read_text()
 
