@@ -185,3 +185,12 @@ def test_save_models_exports_every_trained_model_and_recomputes_unsaved_cached_r
     messages.clear()
     pipeline.run_pipeline(config, work_dir=tmp_path / "work", progress=False, log=messages.append, save_models=save)
     assert not any("saved to" in m for m in messages)  # everything is there: nothing recomputed or rewritten
+
+
+def test_unlearn_steps_caps_every_run_and_keys_the_rows(tmp_path):
+    capped = small_config(methods=("FT", "ROSU"), scenarios=("random",), unlearn_steps=3)
+    rows = pipeline.run_pipeline(capped, work_dir=tmp_path, progress=False).rows
+    assert {r["method"]: r["steps"] for r in rows if r["method"] in ("FT", "ROSU")} == {"FT": 3, "ROSU": 3}
+    full = small_config(methods=("FT",), scenarios=("random",))
+    rows = pipeline.run_pipeline(full, work_dir=tmp_path, progress=False).rows  # not the capped row from the cache
+    assert next(r for r in rows if r["method"] == "FT")["steps"] > 3

@@ -7,6 +7,7 @@ Retrain on the retain set only (the gold standard), and each method unlearns fro
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -71,6 +72,8 @@ class VisionConfig:
     train_per_class: keep at most this many training images per class (seeded; a CPU-budget deviation from the
       protocol, which uses the full training set); None keeps all.
     unlearn_epochs: passes over the retain set each method gets (the forget set is cycled alongside).
+    unlearn_steps: stop every unlearning run after this many steps, a fraction of those passes (a CPU budget for a
+      large dataset, said in the rows' ``steps``); None: the whole ``unlearn_epochs`` passes.
     skip_bad_images: leave out image files that do not decode (with a warning) instead of failing.
     validation_fraction: hold out this share of the forget, retain and test examples from scoring (seeded): fair
       tuning (``--tune``) chooses every method's hyperparameters on them, and reports the rest.
@@ -95,6 +98,7 @@ class VisionConfig:
     train: TrainingRecipe = TrainingRecipe()
     unlearn_epochs: int = 5
     unlearn_batch_size: int = 64
+    unlearn_steps: int | None = None
     skip_bad_images: bool = False
     validation_fraction: float = 0.0
     sequential_requests: int = 5
@@ -116,6 +120,8 @@ class VisionConfig:
             raise ValueError(f"forget_fraction must be in (0, 1), got {self.forget_fraction!r}; e.g. 0.1 forgets 10%.")
         if self.unlearn_epochs < 1 or self.unlearn_batch_size < 1:
             raise ValueError("unlearn_epochs and unlearn_batch_size must be >= 1.")
+        if self.unlearn_steps is not None and self.unlearn_steps < 1:
+            raise ValueError(f"unlearn_steps must be None or >= 1, got {self.unlearn_steps!r}.")
         if self.sequential_requests < 1 or not 0.0 < self.sequential_fraction * self.sequential_requests < 1.0:
             raise ValueError(
                 "sequential_requests must be >= 1 and sequential_requests × sequential_fraction in (0, 1)."
@@ -367,14 +373,21 @@ class VisionTask(Task):
             next(cycle_batches(*forget, forget_batch_size, seed=seed, **norm)),
             next(iterate_batches(*retain, batch_size, seed=seed, drop_last=True, **norm)),
         )
-        steps = num_batches(len(retain[0]), batch_size, drop_last=True)
-        return UnlearningData(steps, self.config.unlearn_epochs, len(forget[0]), pairs, forget_batches, example)
+        steps, epochs = num_batches(len(retain[0]), batch_size, drop_last=True), self.config.unlearn_epochs
+        if self.config.unlearn_steps is not None and self.config.unlearn_steps < steps * epochs:
+            capped, steps, epochs = pairs, self.config.unlearn_steps, 1
+
+            def pairs(epochs: int):
+                return itertools.islice(capped(self.config.unlearn_epochs), steps * epochs)
+
+        return UnlearningData(steps, epochs, len(forget[0]), pairs, forget_batches, example)
 
     def unlearning_key(self) -> dict:
         c = self.config
         return {
             "unlearn_epochs": c.unlearn_epochs,
             "unlearn_batch_size": c.unlearn_batch_size,
+            "unlearn_steps": c.unlearn_steps,
             "forget_batchnorm": c.forget_batchnorm,
         }
 
