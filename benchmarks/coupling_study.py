@@ -8,8 +8,13 @@ batch's own statistics (what a plain training-mode measurement does). Records (`
 seed and method: the final metrics, the mean κ along the run, the mean surrogate increase; then ``STUDY.md`` (mean ±
 std over seeds, paired 95% intervals of the Avg.Gap differences, reported as found) and two plots.
 
+CIFAR-10: the fast residual network (``presets.fast_resnet_task``, >= 80% test accuracy) trained once
+(``model_seed`` 0: one original model, one split and one Retrain per scenario, so the seeds vary only the unlearning
+runs' batch order), data-parallel over two host CPU devices, each unlearning run capped at ``--unlearn-steps``
+steps of 256 (a CPU budget; the protocol's runs are 10 epochs).
+
   python -m benchmarks.coupling_study --out benchmarks/results/coupling_study            # digits, 5 seeds
-  python -m benchmarks.coupling_study --settings cifar10 --data-dir DIR --out ...        # CIFAR-10 folder
+  python -m benchmarks.coupling_study --settings digits,cifar10 --data-dir DIR --out ...  # and a CIFAR-10 folder
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from benchmarks import common
@@ -32,37 +39,55 @@ from rosu_jax.tasks.base import TrainingRecipe
 from rosu_jax.tasks.vision import VisionConfig
 
 METHODS = ("UAM", "UAM+λ", "ROSU")
+REFERENCES = ("Retrain", "Original")
+CIFAR_UNLEARN_STEPS = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    task: VisionConfig
+    mesh: str | None = None
+    note: str = ""
 RHO, AMPLIFICATION = 0.5, 0.05
 
 
-def settings(names: list[str], data_dir: str | None, quick: bool) -> dict[str, VisionConfig]:
+def settings(names: list[str], data_dir: str | None, quick: bool, unlearn_steps: int) -> dict[str, Study]:
     """The study's settings by name ('digits', 'cifar10'), each with both scenarios."""
     out = {}
     if "digits" in names:
-        out["digits"] = (
+        out["digits"] = Study(
             VisionConfig(train=TrainingRecipe(epochs=2), unlearn_epochs=1, train_per_class=40)
             if quick
-            else VisionConfig()
+            else VisionConfig(),
+            note="the default job: every seed trains its own original model and Retrain on its own split.",
         )
     if "cifar10" in names:
         folder = common.cifar10_dir(data_dir)
         if folder is None:
             common.progress("cifar10: no folder of CIFAR-10 images (--data-dir or CIFAR_DIR); skipped")
         else:
-            from rosu_jax.tasks.vision.presets import fast_cifar10_task
+            from rosu_jax.tasks.vision.presets import fast_resnet_task
 
-            task = fast_cifar10_task(str(folder))
-            out["cifar10"] = (
-                dataclasses.replace(task, train_per_class=20, train=TrainingRecipe(epochs=1), unlearn_epochs=1)
-                if quick
-                else task
+            task = dataclasses.replace(
+                fast_resnet_task("folder", data_dir=str(folder)), model_seed=0, unlearn_steps=unlearn_steps
+            )
+            if quick:
+                task = dataclasses.replace(task, train_per_class=20, train=TrainingRecipe(epochs=1))
+            out["cifar10"] = Study(
+                task,
+                mesh="data=2" if jax.device_count() >= 2 and not quick else None,
+                note=f"the fast residual network, one original model and one Retrain per scenario (model seed 0; "
+                f"the seeds vary the unlearning batches), {task.unlearn_steps} unlearning steps of "
+                f"{task.unlearn_batch_size} per run.",
             )
     return out
 
 
-def run_setting(name: str, task: VisionConfig, seeds: tuple[int, ...], work_dir: str, env: dict, out: Path):
+def run_setting(name: str, study: Study, seeds: tuple[int, ...], work_dir: str, env: dict, out: Path):
+    task = study.task
     config = RunConfig(
         task=task,
+        mesh=study.mesh,
         methods=METHODS,
         seeds=seeds,
         overrides={
@@ -84,9 +109,9 @@ def run_setting(name: str, task: VisionConfig, seeds: tuple[int, ...], work_dir:
         at_original[mode] = {s: v["coupling"] for s, v in report["scenarios"].items()}
     records = []
     for row in output.rows:
-        if row["method"] not in METHODS:
+        if row["method"] not in METHODS + REFERENCES:
             continue
-        history = output.histories[f"{row['scenario']}/{row['seed']}/{row['method']}/{row['variant']}"]
+        history = output.histories.get(f"{row['scenario']}/{row['seed']}/{row['method']}/{row.get('variant')}", {})
         increase = [v for v in history.get("surrogate_retain_increase", []) if v is not None]
         kappa = [v for v in history.get("coupling", []) if v is not None]
         rec = common.record(
@@ -94,6 +119,8 @@ def run_setting(name: str, task: VisionConfig, seeds: tuple[int, ...], work_dir:
             f"{name}/{row['scenario']}/{row['method']}/seed{row['seed']}",
             env,
             setting=name,
+            note=study.note,
+            mesh=study.mesh,
             scenario=row["scenario"],
             method=row["method"],
             seed=row["seed"],
@@ -124,10 +151,13 @@ def summarize(records: list[dict]) -> str:
     ]
     cases = sorted({(r["setting"], r["scenario"]) for r in records})
     for setting, scenario in cases:
-        rows = [r for r in records if (r["setting"], r["scenario"]) == (setting, scenario) and r["status"] == "ok"]
+        case = [r for r in records if (r["setting"], r["scenario"]) == (setting, scenario)]
+        rows = [r for r in case if r["status"] == "ok"]
         first = rows[0] if rows else {}
         lines += [
             f"## {setting} — {scenario}",
+            "",
+            f"Setting: {case[0].get('note', '')}",
             "",
             f"κ at the original weights (10 batch pairs): forget loss with running BatchNorm statistics "
             f"{first.get('coupling_at_original_running', float('nan')):+.3f}, with the forget batch's own "
@@ -136,11 +166,18 @@ def summarize(records: list[dict]) -> str:
             "| method | UA | RA | TA | MIA | Avg.Gap | mean κ (run) | surrogate increase | ROSU − method [95% CI] |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        by_method = {m: {r["seed"]: r for r in rows if r["method"] == m} for m in METHODS}
-        for method in METHODS:
+        by_method = {m: {r["seed"]: r for r in rows if r["method"] == m} for m in METHODS + REFERENCES}
+        for method in REFERENCES + METHODS:
             runs = list(by_method[method].values())
+            failed = [f"seed {r['seed']} {r['status']}" for r in case if r["method"] == method and r["status"] != "ok"]
+            if failed:  # a collapsed or diverged run is not a result: named, and left out of the statistics
+                lines.append(f"| {method} ({', '.join(failed)}) | | | | | | | | |")
             if not runs:
                 lines.append(f"| {method} | no ok run | | | | | | | |")
+                continue
+            if method in REFERENCES:
+                cells = [_ms([r[k] for r in runs]) for k in ("UA", "RA", "TA", "MIA", "avg_gap")]
+                lines.append(f"| {method} | " + " | ".join(cells) + " | | | |")
                 continue
             cells = [_ms([r[k] for r in runs]) for k in ("UA", "RA", "TA", "MIA", "avg_gap", "mean_coupling")]
             cells.append(_ms([r["mean_surrogate_increase"] for r in runs], ".3g"))
@@ -233,8 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (at least 5 for the study)")
     parser.add_argument("--data-dir", help="a folder of CIFAR-10 images in class sub-folders (or CIFAR_DIR)")
     parser.add_argument("--work-dir", help="checkpoints and cached rows (default: a temporary folder)")
+    parser.add_argument("--unlearn-steps", type=int, default=CIFAR_UNLEARN_STEPS,
+                        help=f"CIFAR-10: steps of 256 per unlearning run (default {CIFAR_UNLEARN_STEPS})")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     args = parser.parse_args(argv)
+    if "device_count" not in os.environ.get("XLA_FLAGS", ""):  # CIFAR-10 runs data-parallel over 2 host devices
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=2".strip()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "records.jsonl").unlink(missing_ok=True)
@@ -242,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     env = common.environment()
     records = []
     with tempfile.TemporaryDirectory(prefix="rosu-coupling-") as tmp:
-        for name, task in settings(args.settings.split(","), args.data_dir, args.quick).items():
+        studies = settings(args.settings.split(","), args.data_dir, args.quick, args.unlearn_steps)
+        for name, study in studies.items():
             common.progress(f"{name}: {len(seeds)} seed(s)")
-            records += run_setting(name, task, seeds, args.work_dir or tmp, env, out)
+            records += run_setting(name, study, seeds, args.work_dir or tmp, env, out)
     (out / "STUDY.md").write_text(summarize(records))
     plot(records, out)
     (out / "command.json").write_text(json.dumps({"argv": sys.argv[1:] if argv is None else argv}, indent=1))
