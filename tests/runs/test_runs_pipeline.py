@@ -133,6 +133,8 @@ def test_training_interrupted_resumes_at_last_epoch_with_identical_weights(tmp_p
         (["--forget-fraction", "1.5", "--scenario", "random"], "forget_fraction"),
         (["--dataset", "folder"], "--data-dir"),
         (["--dataset", "tiny_imagenet", "--data-dir", "/nonexistent/tiny"], "nonexistent"),
+        (["--model-seed", "-1"], "model_seed must be None or an integer >= 0"),
+        (["--unlearn-steps", "0"], "unlearn_steps must be None or >= 1"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):

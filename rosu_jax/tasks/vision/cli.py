@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--augment", action="store_true", help="random crop + flip while training")
     g.add_argument("--unlearn-epochs", type=int, help="passes over the retain set per unlearning run")
     g.add_argument("--unlearn-batch-size", type=int, help="batch size of the unlearning runs (default 64)")
+    g.add_argument("--unlearn-steps", type=int, help="stop every unlearning run after N steps (a CPU budget)")
+    g.add_argument(
+        "--model-seed",
+        type=int,
+        help="train the original model, draw the split and train Retrain with this seed for every --seeds value "
+        "(the seeds then vary only the unlearning runs)",
+    )
 
 
 def build_config(args: argparse.Namespace, base: VisionConfig | None, task_sets: dict) -> VisionConfig:
@@ -78,5 +85,7 @@ def build_config(args: argparse.Namespace, base: VisionConfig | None, task_sets:
         "forget_fraction",
         "unlearn_epochs",
         "unlearn_batch_size",
+        "unlearn_steps",
+        "model_seed",
     )
     return configure(config, args, flags, task_sets, changes=changes, train={"augment": True} if args.augment else {})
