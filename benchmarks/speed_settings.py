@@ -4,7 +4,9 @@ One ``python -m benchmarks.peer`` process per setting (XLA reads ``XLA_FLAGS`` o
 and, in the same process pair, torchunlearn's UAM and the plain-PyTorch UAM (float32, 2 threads), timed in
 interleaved blocks on the same model, weights and batches; the torch steps, identical in every setting, are the
 control for drifts between settings. Settings: the compute dtype (bfloat16: parameters stay float32), XLA:CPU
-options (oneDNN, XNNPACK/YNNPACK library calls, fast math, vector width, one thread), the batch size. The peer's load
+options (oneDNN, XNNPACK/YNNPACK library calls, fast math, vector width, one thread), the batch size, and the step
+data-parallel over two host devices (``data=2``: ``--xla_force_host_platform_device_count=2`` and the library's
+``sharded_step``; the same maths). The peer's load
 rule applies to each (wait for the 1-minute load to fall to the core count, else skip the setting: exit 3, said).
 Records ``peer`` (``setting`` = the name) appended to ``--out``; a summary table is printed at the end.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 from collections import defaultdict
@@ -40,34 +43,44 @@ SETTINGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vector-512": ("--xla_cpu_prefer_vector_width=512", ()),
     "one-thread": ("--xla_cpu_multi_thread_eigen=false", ()),
     "2-host-devices": ("--xla_force_host_platform_device_count=2", ()),
+    "data=2": ("--xla_force_host_platform_device_count=2", ("--mesh", "data=2")),
+    "data=2+bf16": ("--xla_force_host_platform_device_count=2", ("--mesh", "data=2", "--dtype", "bfloat16")),
     "batch-64": ("", ("--batch", "64")),
     "batch-256": ("", ("--batch", "256")),
 }
 
 
 def summary(path: Path, names: list[str]) -> list[str]:
-    """One line per setting: JAX UAM, torchunlearn UAM and plain-PyTorch UAM steps/s and the paired ratios."""
-    rows: dict[str, dict] = defaultdict(dict)
+    """A Markdown table, one row per setting and case (dataset, batch): JAX UAM, torchunlearn UAM and plain-PyTorch
+    UAM steps/s and the paired ratios JAX / torch, each the median over the runs recorded (``runs``: how many), and
+    the highest load average of any block."""
+    rows: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for rec in common.read_jsonl(path):
         if rec.get("benchmark") != "peer" or rec.get("setting") not in names:
             continue
-        row = rows[rec["setting"]]
+        row = rows[rec["setting"], rec["dataset"], rec["batch"]]
         if rec["record"] == "case":
-            row[rec["method"] if rec["framework"] == "torch" else "jax-" + rec["method"]] = rec["steps_per_s_median"]
-            row["load"] = max(row.get("load") or 0.0, rec.get("loadavg_1m") or 0.0)
-            row["batch"] = rec["batch"]
+            row[rec["method"] if rec["framework"] == "torch" else "jax-" + rec["method"]].append(
+                rec["steps_per_s_median"])
+            row["load"].extend(x for x in rec.get("loadavg_1m_blocks") or [rec.get("loadavg_1m")] if x is not None)
         elif rec["record"] == "ratio":
-            row["ratio_tu"] = rec.get("jax_uam_over_torch_uam")
-            row["ratio_plain"] = rec.get("jax_uam_over_torch_plain_uam")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    lines = ["| setting | batch | JAX UAM steps/s | torchunlearn UAM | torch UAM | JAX / torchunlearn | JAX / torch | "
-             "max load |", "|---|---|---|---|---|---|---|---|"]
+            for key, name in (("ratio_tu", "jax_uam_over_torch_uam"), ("ratio_plain", "jax_uam_over_torch_plain_uam")):
+                if rec.get(name) is not None:
+                    row[key].append(rec[name])
+
+    def cell(values: list[float], spec: str, reduce=statistics.median) -> str:
+        return format(reduce(values), spec) if values else "-"
+
+    lines = ["| setting | data | batch | JAX UAM steps/s | torchunlearn UAM | torch UAM | JAX / torchunlearn | "
+             "JAX / torch | runs | max load |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
-        r = rows.get(name, {})
-        lines.append(f"| {name} | {r.get('batch', '-')} | {fmt(r.get('jax-UAM'), '.2f')} | "
-                     f"{fmt(r.get('torchunlearn-UAM'), '.2f')} | {fmt(r.get('torch-UAM'), '.2f')} | "
-                     f"{fmt(r.get('ratio_tu'), '.3f')} | {fmt(r.get('ratio_plain'), '.3f')} | "
-                     f"{fmt(r.get('load'), '.2f')} |")
+        keys = sorted(k for k in rows if k[0] == name) or [(name, "-", "-")]
+        for key in keys:
+            r = rows.get(key, {})
+            lines.append(f"| {name} | {key[1]} | {key[2]} | {cell(r.get('jax-UAM', []), '.2f')} | "
+                         f"{cell(r.get('torchunlearn-UAM', []), '.2f')} | {cell(r.get('torch-UAM', []), '.2f')} | "
+                         f"{cell(r.get('ratio_tu', []), '.3f')} | {cell(r.get('ratio_plain', []), '.3f')} | "
+                         f"{len(r.get('jax-UAM', [])) or '-'} | {cell(r.get('load', []), '.2f', max)} |")
     return lines
 
 

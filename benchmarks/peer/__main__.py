@@ -9,9 +9,11 @@ with ``record`` 'case' (steps/s), 'ratio' (JAX over torch steps/s, median per-re
 difference|).
 
 Settings (``benchmarks/speed_settings.py`` sweeps them, one process each, since XLA reads ``XLA_FLAGS`` once):
-``--datasets``, ``--batch`` (every case), ``--dtype`` (the JAX model's compute dtype; the torch half stays float32, the
-parity check compares float32 models), ``--jax-methods``/``--torch-methods`` and ``--setting NAME`` (recorded in
-every record as ``setting``, with ``dtype``; the process's ``XLA_FLAGS`` are in ``xla_flags``).
+``--datasets``, ``--batch`` (every case), ``--mesh data=N`` (the JAX step data-parallel over N host devices, with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``), ``--dtype`` (the JAX model's compute dtype; the torch half
+stays float32, the parity check compares float32 models), ``--jax-methods``/``--torch-methods`` and ``--setting
+NAME`` (recorded in every record as ``setting``, with ``dtype`` and ``mesh``; the process's ``XLA_FLAGS`` are in
+``xla_flags``).
 
 Load: the benchmark keeps at most the cores busy, so a 1-minute load average above the core count means other work
 competes for them. Before each case the driver waits up to ``--settle`` seconds for the load to fall to the core
@@ -118,8 +120,15 @@ class JaxSide:
         stepper = make_stepper(msg["method"], loss_terms(apply_fn, msg["num_classes"]), **hyper)
         forget, retain = as_batch(data["forget_x"], data["forget_y"]), as_batch(data["retain_x"], data["retain_y"])
         key = jax.random.key(0)
-        target = common.compile_fn(msg["method"], stepper.step, stepper.init(params, model_state), forget, retain, key)
-        state = stepper.init(params, model_state)
+        state, step_fn = stepper.init(params, model_state), stepper.step
+        if msg.get("mesh"):  # data-parallel over host devices (XLA_FLAGS=--xla_force_host_platform_device_count=N)
+            from rosu_jax.parallel.mesh import make_mesh, shard_batch, shard_state, sharded_step
+
+            mesh = make_mesh(msg["mesh"])
+            state = shard_state(state, mesh)
+            step_fn = sharded_step(stepper, mesh, state)
+            forget, retain = shard_batch(forget, mesh), shard_batch(retain, mesh)
+        target = common.compile_fn(msg["method"], step_fn, state, forget, retain, key)
         t0 = time.perf_counter()
         for _ in range(msg["warmup"]):
             state, _ = target.compiled(state, forget, retain, key)
@@ -199,10 +208,10 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
     data_path, params_path = tmp / "data.npz", tmp / "params.npz"
     base = {"model": case["model"], "dataset": case["dataset"], "batch": case["batch"],
             "data": make_data(case["dataset"], case["batch"], data_path), "setting": args.setting,
-            "dtype": args.dtype, **HYPER}
+            "dtype": args.dtype, "mesh": args.mesh, **HYPER}
     msg = {"data_path": str(data_path), "params_path": str(params_path), "num_classes": 10, "model": case["model"],
            "model_kwargs": case.get("model_kwargs"), "warmup": args.warmup, **HYPER,
-           "jax_model_kwargs": {"dtype": args.dtype} if args.dtype != "float32" else None}
+           "jax_model_kwargs": {"dtype": args.dtype} if args.dtype != "float32" else None, "mesh": args.mesh}
     keys = [(framework, method) for framework, names in methods.items() for method in names]
     setups = {}
     for framework, method in keys:  # JAX first: it writes the initial weights the torch half loads
@@ -266,6 +275,8 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
                         + ", ".join(JAX_METHODS))
     parser.add_argument("--torch-methods", default=",".join(TORCH_METHODS), help="comma-separated subset of "
                         + ", ".join(TORCH_METHODS))
+    parser.add_argument("--mesh", help="run the JAX steps data-parallel on this mesh, e.g. data=2 (needs as many "
+                        "devices: XLA_FLAGS=--xla_force_host_platform_device_count=2)")
     parser.add_argument("--setting", default="default", help="name of the speed setting, recorded in every record")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--allow-loaded", action="store_true",

@@ -41,8 +41,9 @@ def paper_task(dataset: str, scenario: str, data_dir: str | None = None) -> Visi
 # A CIFAR-10 setting a 2-core CPU trains in under 30 minutes to >= 80% test accuracy (benchmarks/train_fast.py,
 # results/train_fast.jsonl): the small residual network 'resnet_fast' (ResNet-9-like, widths 16-32-64-128, 0.41M
 # parameters), batch 256, SGD momentum 0.9, weight decay 5e-4, one epoch of linear warm-up to lr 0.2, then cosine
-# decay (to 1.7% of the peak at the last step), crop+flip augmentation, float32 compute (bfloat16 was slower on
-# XLA:CPU at these widths).
+# decay to 0 over the remaining steps, crop+flip augmentation, float32 compute (bfloat16 gained nothing on
+# XLA:CPU at these widths). Fastest on a CPU data-parallel over two host devices (same maths):
+# XLA_FLAGS=--xla_force_host_platform_device_count=2 and --mesh data=2.
 FAST_RESNET_KWARGS = (("widths", (16, 32, 64, 128)),)
 FAST_RESNET_RECIPE = TrainingRecipe(
     epochs=12, batch_size=256, lr=0.2, schedule="cosine", warmup_epochs=1.0, augment=True
