@@ -1,10 +1,5 @@
-"""What every benchmark shares: the environment record, the load average, compiling and timing, JSONL records.
-
-Conventions: ``--out PATH.jsonl`` receives one JSON object per case (``record``: ``benchmark`` = the kind,
-``case``, the ``environment()`` fields and the load average when the case was measured); ``--quick`` runs toy
-sizes for smoke tests (numbers meaningless). ``time_fn`` times compiled executables round-robin after a warm-up;
-compilation is timed apart. Speed is measured and reported, never asserted.
-"""
+"""What every benchmark shares: the environment record, the load average, compiling and round-robin timing, JSONL
+records (conventions: ``benchmarks/README.md``)."""
 
 from __future__ import annotations
 
@@ -94,11 +89,9 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> di
     return {f"p{q}": percentile(ratios, q) for q in (10, 50, 90)}
 
 
-def summarize(times: Sequence[float]) -> dict[str, float | int]:
-    """Median, p10/p90, IQR, min and mean of per-call times (seconds)."""
-    return {"median_s": statistics.median(times), "p10_s": percentile(times, 10), "p90_s": percentile(times, 90),
-            "iqr_s": percentile(times, 75) - percentile(times, 25), "min_s": min(times),
-            "mean_s": statistics.fmean(times), "repeats": len(times)}
+def paired_ratios(times: dict[Any, Sequence[float]], pairs: dict[str, tuple]) -> dict[str, dict[str, float]]:
+    """``paired_ratio`` of every ``pairs`` entry (name -> (numerator, denominator), keys of ``times``) measured."""
+    return {name: paired_ratio(times[a], times[b]) for name, (a, b) in pairs.items() if a in times and b in times}
 
 
 @dataclasses.dataclass
@@ -113,7 +106,11 @@ class Timed:
     times: list[float] = dataclasses.field(default_factory=list)
 
     def timing(self) -> dict[str, Any]:
-        return {**summarize(self.times), "lower_s": self.lower_s, "compile_s": self.compile_s, "times_s": self.times}
+        """Median, p10/p90, IQR, min and mean of the per-call times (seconds), compile times, the times."""
+        t = self.times
+        return {"median_s": statistics.median(t), "p10_s": percentile(t, 10), "p90_s": percentile(t, 90),
+                "iqr_s": percentile(t, 75) - percentile(t, 25), "min_s": min(t), "mean_s": statistics.fmean(t),
+                "repeats": len(t), "lower_s": self.lower_s, "compile_s": self.compile_s, "times_s": t}
 
 
 # --quick: XLA's fastest compile; the timings are meaningless anyway.
@@ -156,9 +153,8 @@ def memory_of(compiled) -> dict[str, int | None]:
     except Exception:  # noqa: BLE001 - not every backend implements it
         analysis = None
     out = {f"{k}_bytes": getattr(analysis, f"{k}_size_in_bytes", None) for k in ("temp", "argument", "output", "alias")}
-    known = None not in out.values()
-    out["peak_bytes"] = out["temp_bytes"] + out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] if known \
-        else None
+    temp, argument, output, alias = out.values()
+    out["peak_bytes"] = None if None in out.values() else temp + argument + output - alias
     return out
 
 
@@ -167,17 +163,11 @@ def write_jsonl(path: str | os.PathLike, rec: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(rec, default=_json_default) + "\n")
+        f.write(json.dumps(rec, default=lambda obj: obj.tolist() if hasattr(obj, "tolist") else str(obj)) + "\n")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy / jax scalars and arrays
-        return obj.tolist()
-    return str(obj)
 
 
 def without_local_paths(text: str, *extra: tuple[str, str]) -> str:

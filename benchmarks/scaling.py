@@ -1,11 +1,6 @@
-"""Step time vs parameter count, and the sharded step on 8 fake CPU devices.
-
-``step_scaling``: FT, UAM, ROSU, ROSU-lagged and the projection (``step_cost``'s pieces) for a CIFAR-input MLP
-3072-h-h-10 (h = 32 .. 4096: 0.1M .. 29M parameters, batch 128) and the small CNN with widths (w, 2w, 4w) (batch
-32), timed round-robin per size; '<size>/ratios' adds the projection's ns per parameter.
-``sharded_step``: in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``, ROSU and UAM on the
-small CNN through ``sharded_step`` on 'data=8' and 'data=2,fsdp=4' against one device: max |Δθ|, |Δκ| after a few
-steps, and both times. The fake devices share this machine's cores: the timing shows sharding overhead only.
+"""Step time vs parameter count (``step_scaling``: ``step_cost``'s steps and projection on CIFAR-input MLPs
+3072-h-h-10 and small CNNs of widths (w, 2w, 4w)), and the sharded step on 8 fake CPU devices (``sharded_step``: in a
+subprocess, ROSU and UAM through ``sharded_step`` against one device: max |Δθ|, |Δκ| after a few steps, both times).
 
   python -m benchmarks.scaling --out benchmarks/results/scaling.jsonl
   python -m benchmarks.scaling --mlp-hidden 512,8192 --no-cnn --no-sharded --out sizes.jsonl
@@ -22,11 +17,10 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from benchmarks.step_cost import ModelCase, build, make_batches, make_stepper, ratio_fields, step_targets
+from benchmarks.step_cost import CIFAR_CNN, ModelCase, build, make_batches, make_stepper, ratio_fields, step_targets
 from rosu_jax.tasks.vision.losses import loss_terms
 
 FAKE_DEVICES_FLAG = "--xla_force_host_platform_device_count"
-CIFAR_CNN = (("widths", (32, 64, 128)), ("hidden", 128))
 
 
 def scaling_part(args, env) -> None:
@@ -70,10 +64,8 @@ def sharded_child(args) -> None:
     n = jax.device_count()
     if n != args.fake_devices:
         raise SystemExit(f"expected {args.fake_devices} devices, JAX sees {n} (XLA_FLAGS={env['xla_flags']})")
-    if args.quick:
-        case = ModelCase("small_cnn/cifar", "small_cnn", (8, 8, 3), 16, (("widths", (4, 8)), ("hidden", 8)))
-    else:
-        case = ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), 64, CIFAR_CNN)
+    case = ModelCase("small_cnn/cifar", "small_cnn", (8, 8, 3), 16, (("widths", (4, 8)), ("hidden", 8))) \
+        if args.quick else ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), 64, CIFAR_CNN)
     min_size = 64 if args.quick else 2**12  # the conv and dense kernels are split over 'fsdp'
     apply_fn, params, model_state = build(case)
     terms = loss_terms(apply_fn, case.num_classes)
@@ -107,8 +99,7 @@ def sharded_child(args) -> None:
                 "sharded_step", f"fake{n}/{spec}/{method}", env, fake_devices=True, mesh=spec, method=method,
                 device_note=f"{n} fake CPU devices sharing {os.cpu_count()} cores ({env['xla_flags']}); timings show "
                             "sharding overhead only",
-                model=case.model, input_shape=list(case.image_shape), batch_size=case.batch_size,
-                n_params=int(sum(x.size for x in jax.tree.leaves(params))), min_shard_size=min_size,
+                **case.fields(params), min_shard_size=min_size,
                 sharded_param_leaves=sharded_leaves, steps_compared=len(keys), max_abs_param_diff=param_diff,
                 max_abs_coupling_diff=coupling_diff, tolerance=1e-4, correct=max(param_diff, coupling_diff) <= 1e-4,
                 single_median_s=single_t["median_s"], sharded_median_s=sharded_t["median_s"],

@@ -1,12 +1,7 @@
-"""Step cost of ROSU against fine-tuning and UAM, the projection's share of a step, and each step's memory.
-
-Per model case (small CNN on digits 8x8x1 batch 64 and on CIFAR 32x32x3 batch 128, ResNet-18 on CIFAR batch 64;
-noise images, a one-class forget batch): one compiled step of every method in ``METHODS`` (built by the method
-registry on the vision task's losses) and the projection alone on the model's real g_f and g_r, timed round-robin.
-Records ``step_cost`` '<model>/<method>' (steps/s, spread, compile time, gradients), '<model>/projection',
-'<model>/ratios' (median per-round ratios with p10-p90; targets ROSU-lagged <= 1.03x UAM, ROSU <= 1.5x UAM,
-projection <= 2% of a ResNet-18 step, as ``met``) and ``step_memory`` '<model>/<method>' (XLA's memory analysis,
-extra over UAM; ``--memory-only``: these alone, nothing timed).
+"""Step cost of ROSU against fine-tuning and UAM, the projection's share of a step, and each step's memory: one
+compiled step of every method in ``METHODS`` and the projection alone on the model's g_f and g_r, timed round-robin
+per model case (noise images, a one-class forget batch). Records ``step_cost`` '<model>/<method>',
+'<model>/projection', '<model>/ratios' (with the targets ``met``) and ``step_memory`` '<model>/<method>'.
 
   python -m benchmarks.step_cost --out benchmarks/results/step_cost.jsonl
   python -m benchmarks.step_cost --memory-only --models resnet18/cifar --resnet-batch 256 --out memory.jsonl
@@ -38,6 +33,7 @@ METHODS = {
     "ROSU-noproj": ("UAM+λ", {}),  # 3: ROSU's step with the projection off
 }
 TOTAL_STEPS = 1000  # sets the optimizer's schedules only
+CIFAR_CNN = (("widths", (32, 64, 128)), ("hidden", 128))  # experiments/cifar10_folder_small_cnn.py
 TARGETS = {"rosu_lagged_over_uam": 1.03, "rosu_over_uam": 1.5, "projection_share": 0.02}
 RATIOS = {  # name -> (numerator, denominator)
     "rosu_over_uam": ("ROSU", "UAM"),
@@ -72,9 +68,8 @@ def model_cases(quick: bool, resnet_batch: int = 64) -> dict[str, ModelCase]:
     if quick:
         return {"small_cnn/digits": ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), 8,
                                               (("widths", (4,)), ("hidden", 8)))}
-    cifar_cnn = (("widths", (32, 64, 128)), ("hidden", 128))  # experiments/cifar10_folder_small_cnn.py
     cases = [ModelCase("small_cnn/digits", "small_cnn", (8, 8, 1), 64),
-             ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), 128, cifar_cnn),
+             ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), 128, CIFAR_CNN),
              ModelCase("resnet18/cifar", "resnet18", (32, 32, 3), resnet_batch)]
     return {c.name: c for c in cases}
 
@@ -143,11 +138,8 @@ def step_targets(case: ModelCase, methods, quick: bool):
 def ratio_fields(times: dict[str, list[float]]) -> dict[str, Any]:
     """Each ``RATIOS`` entry as the median of the per-round ratios (robust to load drifting during the run), its
     p10-p90, and the projection's share estimated as (ROSU − ROSU-noproj) / ROSU."""
-    out: dict[str, Any] = {"paired_ratios": {}}
-    for name, (a, b) in RATIOS.items():
-        if a in times and b in times:
-            out["paired_ratios"][name] = common.paired_ratio(times[a], times[b])
-            out[name] = out["paired_ratios"][name]["p50"]
+    spreads = common.paired_ratios(times, RATIOS)
+    out: dict[str, Any] = {"paired_ratios": spreads, **{name: spread["p50"] for name, spread in spreads.items()}}
     if "ROSU" in times and "ROSU-noproj" in times:
         rosu, noproj = (common.percentile(times[m], 50) for m in ("ROSU", "ROSU-noproj"))
         out["projection_share_by_difference"] = (rosu - noproj) / rosu

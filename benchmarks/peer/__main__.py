@@ -1,23 +1,10 @@
-"""The PyTorch peer: rosu_jax's UAM, ROSU and ROSU-lagged (JAX) against torchunlearn's UAM and a plain-PyTorch UAM.
-
-The same model (the torch replica loads the JAX initial weights; parameter counts and logits are compared), the same
-batches every step, SGD lr 0.01 momentum 0.9 weight decay 5e-4, ρ 0.5, float32 on CPU, torch with 2 threads; the
-JAX half in this process, the torch half in a worker of its own environment. After set-up and warm-up (JAX compile
-time apart), ``--repeats`` blocks of ~``--min-time`` seconds per method are timed round-robin across both halves.
-Cases: small CNN on digits (batch 64), small CNN and ResNet-18 on CIFAR-shaped noise (128, 64). Records ``peer``
-with ``record`` 'case' (steps/s), 'ratio' (JAX over torch steps/s, median per-repeat ratio), 'parity' (max |logit
-difference|).
-
-Settings (``benchmarks/speed_settings.py`` sweeps them, one process each, since XLA reads ``XLA_FLAGS`` once):
-``--datasets``, ``--batch`` (every case), ``--mesh data=N`` (the JAX step data-parallel over N host devices, with
-``XLA_FLAGS=--xla_force_host_platform_device_count=N``), ``--dtype`` (the JAX model's compute dtype; the torch half
-stays float32, the parity check compares float32 models), ``--jax-methods``/``--torch-methods`` and ``--setting
-NAME`` (recorded in every record as ``setting``, with ``dtype`` and ``mesh``; the process's ``XLA_FLAGS`` are in
-``xla_flags``).
-
-Load: the benchmark keeps at most the cores busy, so a 1-minute load average above the core count means other work
-competes for them. Before each case the driver waits up to ``--settle`` seconds for the load to fall to the core
-count, else refuses (exit 3); ``--allow-loaded`` runs anyway and marks the records ``loaded: true``.
+"""The PyTorch peer: rosu_jax's UAM, ROSU and ROSU-lagged (JAX, in this process) against torchunlearn's UAM and a
+plain-PyTorch UAM (``torch_side``, a worker in a torch environment of its own): the same models, initial weights and
+batches, SGD, float32 on CPU, ``--repeats`` blocks of ~``--min-time`` seconds per method timed round-robin across both
+halves. Records ``peer`` with ``record`` 'case' (steps/s), 'ratio' (JAX over torch) and 'parity' (max |logit
+difference|). Before each case the driver waits up to ``--settle`` s for the load to fall to the core count, else
+refuses (exit 3) unless ``--allow-loaded`` (records marked ``loaded``). ``benchmarks/speed_settings.py`` sweeps the
+settings (``--mesh``, ``--dtype``, ``--setting``), one process each.
 
 The torch environment, kept apart from the project's (without it only the JAX half runs, and says why):
   python3 -m venv torchenv && torchenv/bin/pip install torch torchunlearn
@@ -40,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from benchmarks import common
 from benchmarks.step_cost import make_stepper
@@ -78,15 +66,6 @@ def make_data(dataset: str, batch: int, path: Path) -> str:
     return description
 
 
-def flat_params(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-    """``{'conv0/kernel': array, ...}``: the names the torch half maps onto its modules."""
-    out: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        out.update(flat_params(value, name) if isinstance(value, dict) else {name: np.asarray(value)})
-    return out
-
-
 def as_batch(x: np.ndarray, y: np.ndarray) -> dict[str, jax.Array]:
     return {"image": jnp.asarray(x), "label": jnp.asarray(y, dtype=jnp.int32)}
 
@@ -115,7 +94,8 @@ class JaxSide:
     def setup(self, msg: dict) -> dict:
         data = np.load(msg["data_path"])
         apply_fn, params, model_state = self._model(msg, data)
-        np.savez(msg["params_path"], **flat_params(params))  # the torch half starts from these weights
+        # the torch half starts from these weights, named as it maps them onto its modules ('conv0/kernel', ...)
+        np.savez(msg["params_path"], **traverse_util.flatten_dict(jax.device_get(params), sep="/"))
         hyper = {k: msg[k] for k in ("lr", "momentum", "weight_decay", "rho")}
         stepper = make_stepper(msg["method"], loss_terms(apply_fn, msg["num_classes"]), **hyper)
         forget, retain = as_batch(data["forget_x"], data["forget_y"]), as_batch(data["retain_x"], data["retain_y"])
@@ -251,11 +231,8 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
         common.progress(f"[{label}] {framework:5s} {method:17s} {rec['steps_per_s_median']:9.2f} steps/s "
                         f"(K={steps[framework, method]}, load {rec['loadavg_1m'] or 0:.2f})")
     if "torch" in workers:
-        ratios = {}
-        for name, (num, den) in RATIOS.items():
-            if num in rates and den in rates:
-                ratios[f"{name}_spread"] = common.paired_ratio(rates[num], rates[den])
-                ratios[name] = ratios[f"{name}_spread"]["p50"]
+        ratios = {k: v for name, spread in common.paired_ratios(rates, RATIOS).items()
+                  for k, v in ((f"{name}_spread", spread), (name, spread["p50"]))}
         records.append(common.record("peer", f"{label}/ratio", env["jax"], record="ratio", **base, **ratios,
                                      torch=env["torch"].get("torch"), torchunlearn=env["torch"].get("torchunlearn")))
     return records
@@ -312,10 +289,9 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
             load = loadavg() if args.allow_loaded else settled_load(loadavg, cpus, args.settle)
             if common.too_loaded(load, cpus):
                 common.progress(f"{'WARNING' if args.allow_loaded else 'REFUSED'}: 1-minute load average {load:.2f} "
-                                f"on {cpus} cores: other work competes for the CPU, so the timings would not be the "
-                                "frameworks'. " + ("Running anyway (--allow-loaded): the records are marked loaded."
-                                                   if args.allow_loaded else "Wait for a quiet machine, or pass "
-                                                   "--allow-loaded to run anyway (records marked loaded)."))
+                                f"on {cpus} cores: other work competes for the CPU. " + (
+                                    "Running anyway (--allow-loaded): the records are marked loaded." if
+                                    args.allow_loaded else "Wait for a quiet machine, or pass --allow-loaded."))
                 if not args.allow_loaded:
                     return REFUSED
             methods = {"jax": ("UAM",) if args.quick else jax_methods}
