@@ -1,15 +1,7 @@
-"""End-to-end wall time: the default job with a cold and a warm cache, the language-model tasks' offline defaults, and
-a CIFAR-10 run on real images.
-
-Each run is ``rosu-unlearn`` in a subprocess, timed from outside (``wall_s``) beside the job's own total.
-'default-cold': no arguments (digits, every method) with a fresh empty ``ROSU_JAX_CACHE`` (XLA cache, work dir,
-decoded data); 'default-warm': right after, with the same cache; ``--runs`` (3) pairs, one record per case with
-every run and its load. 'tofu-cold' / 'wmdp-cold' (and '-warm'): ``rosu-unlearn tofu`` and ``rosu-unlearn wmdp``
-with no other arguments, once each (``--lm-runs``), with their rows (FQ / MU, forget / control accuracy, seconds).
-'cifar10/...': ``experiments/cifar10_folder_small_cnn.py`` on the CIFAR-10 JPEGs
-(``--data-dir``, ``$CIFAR_DIR`` or ``shared/data/cifar10-jpeg`` beside the checkout; skipped when absent), shortened
-for a CPU (epochs, methods, one scenario, images per class), with the pipeline's per-method ``seconds`` and
-``rte_ratio`` (over Retrain's) beside UA/RA/TA/MIA.
+"""End-to-end wall time of ``rosu-unlearn`` in a subprocess, timed from outside (``wall_s``) beside the job's own
+total: 'default-cold' / 'default-warm' (no arguments, a fresh empty ``ROSU_JAX_CACHE``, then the same cache again;
+``--runs`` pairs), 'tofu-*' / 'wmdp-*' (the language-model defaults, with their rows) and 'cifar10/...' (a shortened
+CIFAR-10 run on the JPEGs, skipped when absent, with the pipeline's per-method ``seconds`` and ``rte_ratio``).
 
   python -m benchmarks.end_to_end --out benchmarks/results/end_to_end.jsonl
   python -m benchmarks.end_to_end --no-default --epochs 3 --train-per-class 2000 --out cifar.jsonl

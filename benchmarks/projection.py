@@ -1,11 +1,6 @@
-"""The projection step against a copy: ``retain_orthogonal_perturbation`` vs a jitted copy of the same pytree.
-
-The projection reads g_f and g_r for ⟨g_f,g_r⟩, ‖g_f‖², ‖g_r‖², then reads both again and writes δ; a copy reads once
-and writes once. Target: projection / copy <= 3 on CPU (``target_met``). UAM's ``minmax_perturbation`` is timed
-beside them, round-robin. Cases: an MLP (1M parameters), ResNet-18's tree (11.2M), transformer matrices (100.8M), as
-their own leaves ('tree'), one array ('flat') and 256 leaves ('many'), float32 (ResNet-18 in bfloat16 too);
-``--scaling``: one flat vector of 1e5 .. 2e8. The copy is ``x * s`` with a traced ``s = 1``, verified to write
-fresh buffers (``copy_verified``).
+"""The projection step against a copy: ``retain_orthogonal_perturbation`` (and UAM's ``minmax_perturbation``) vs a
+jitted copy of the same pytree (``x * s`` with a traced ``s = 1``, verified to write fresh buffers), timed round-robin;
+target projection / copy <= 3 on CPU. The projection reads g_f and g_r twice and writes δ; a copy reads and writes once.
 
   python -m benchmarks.projection --out benchmarks/results/projection.jsonl
   python -m benchmarks.projection --scaling --out benchmarks/results/projection_scaling.jsonl
