@@ -25,6 +25,9 @@ from rosu_jax.tasks.base import TrainingRecipe
 from rosu_jax.tasks.vision import VisionConfig
 
 METHODS = ("ROSU", "UAM+λ")
+FIELDS = ("scenario", "method", "amplification", "rho", "lr", "seed", "status", "UA", "RA", "TA", "MIA", "avg_gap",
+          "mean_coupling")  # of a pipeline row, in each record
+METRICS = ("UA", "RA", "TA", "MIA")
 GRIDS = (
     {"amplification": (0.0, 0.01, 0.02, 0.05, 0.1, 0.2), "rho": (0.5,)},  # λ at the default ρ
     {"amplification": (0.05,), "rho": (0.2, 1.0)},
@@ -54,27 +57,11 @@ def main(argv: list[str] | None = None) -> int:
                 progress=False,
             )
             for row in (r for r in output.rows if r["method"] in METHODS):
-                lam, rho = row["amplification"], row["rho"]
-                common.write_jsonl(
-                    args.out,
-                    common.record(
-                        "ablation",
-                        f"{row['scenario']}/{row['method']}/λ={lam}/ρ={rho}/seed{row['seed']}",
-                        env,
-                        scenario=row["scenario"],
-                        method=row["method"],
-                        amplification=lam,
-                        rho=rho,
-                        lr=row["lr"],
-                        seed=row["seed"],
-                        status=row["status"],
-                        **{k: row[k] for k in ("UA", "RA", "TA", "MIA", "avg_gap", "mean_coupling")},
-                    ),
-                )
-                common.progress(
-                    f"{row['scenario']}/{row['method']} λ={lam} ρ={rho}: UA {row['UA']:.1f} "
-                    f"RA {row['RA']:.1f} TA {row['TA']:.1f} MIA {row['MIA']:.1f} gap {row['avg_gap']:.2f}"
-                )
+                name, lam, rho = f"{row['scenario']}/{row['method']}", row["amplification"], row["rho"]
+                case = f"{name}/λ={lam}/ρ={rho}/seed{row['seed']}"
+                common.write_jsonl(args.out, common.record("ablation", case, env, **{k: row[k] for k in FIELDS}))
+                common.progress(f"{name} λ={lam} ρ={rho}: " + " ".join(f"{k} {row[k]:.1f}" for k in METRICS)
+                                + f" gap {row['avg_gap']:.2f}")
     table = summary(
         common.read_jsonl(args.out), " ".join(["python -m benchmarks.ablation_lambda", *(argv or sys.argv[1:])])
     )
@@ -96,24 +83,13 @@ def summary(records: list[dict], command: str) -> str:
     ]
     points = sorted({(r["scenario"], r["amplification"], r["rho"]) for r in records})
     for scenario, lam, rho in points:
-        runs = {
-            m: {
-                r["seed"]: r
-                for r in records
-                if (r["scenario"], r["amplification"], r["rho"], r["method"]) == (scenario, lam, rho, m)
-                and r["status"] == "ok"
-            }
-            for m in METHODS
-        }
-        rosu, uam = runs["ROSU"], runs["UAM+λ"]
+        rosu, uam = ({r["seed"]: r for r in records if r["status"] == "ok"
+                      and (r["scenario"], r["amplification"], r["rho"], r["method"]) == (scenario, lam, rho, m)}
+                     for m in METHODS)
         both = sorted(set(rosu) & set(uam))
         interval = paired_interval([rosu[s]["avg_gap"] - uam[s]["avg_gap"] for s in both])
         delta = "–" if interval is None else f"{interval[0]:+.2f} [{interval[1]:+.2f}, {interval[2]:+.2f}]"
-        metrics = (
-            "/".join(f"{np.mean([r[k] for r in rosu.values()]):.1f}" for k in ("UA", "RA", "TA", "MIA"))
-            if rosu
-            else "–"
-        )
+        metrics = "/".join(f"{np.mean([r[k] for r in rosu.values()]):.1f}" for k in METRICS) if rosu else "–"
         lines.append(
             f"| {scenario} | {lam:g} | {rho:g} | {_ms([r['avg_gap'] for r in rosu.values()])} | "
             f"{_ms([r['avg_gap'] for r in uam.values()])} | {delta} | {metrics} |"
