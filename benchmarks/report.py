@@ -1,10 +1,7 @@
 """One report of every benchmark record: ``REPORT.md`` (every kind) and ``STEPS.md`` (the step benchmarks), with plots.
 
-Reads every ``*.jsonl`` of the results folder (of records with the same file, kind, mode and case the last wins).
-Each kind (a record's ``benchmark``) may register hooks in ``KINDS``: its REPORT.md columns (dotted names reach into
-nested fields), targets (``key <= threshold``: met or MISSED, never asserted), a field that splits its table, plots
-and a STEPS.md section; a kind without hooks gets a table of all its fields. Records measured above the load limit
-are flagged **LOADED** wherever they are shown.
+Of the records of every ``*.jsonl`` with the same file, kind, mode and case the last wins. A kind (a record's
+``benchmark``) may register hooks in ``KINDS``; one without gets a table of all its fields.
 
   python -m benchmarks.report [--results benchmarks/results]
 """
@@ -25,6 +22,9 @@ from matplotlib.figure import Figure
 from benchmarks import common
 
 METHOD_ORDER = ("FT", "UAM", "ROSU", "ROSU-lagged", "ROSU-noproj", "projection")
+SCALING_COLORS = {"FT": "tab:gray", "UAM": "tab:blue", "ROSU": "tab:red", "ROSU-lagged": "tab:orange",
+                  "projection": "tab:green"}  # the methods of STEPS.md's scaling table and plot
+RATIO_COLUMNS = ("rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft")  # with their spread in STEPS.md
 HIDDEN = {"benchmark", "times_s", "_source", "steps_per_s", "loadavg_1m_blocks", "runs", "rows", "stdout_tail",
           "stderr_tail", "single", "sharded", "memory", "paired_ratios", "torch_parallel_info", "machine"}
 
@@ -39,7 +39,7 @@ class Kind:
     plots: Callable[[list[dict], Path], list[Path]] | None = None
     steps: Callable[[list[dict], Path], list[str]] | None = None
     table: Callable[[list[dict]], list[str]] | None = None  # REPORT.md lines in place of the table of all fields
-    absent: str | None = None  # REPORT.md's section of the kind while no record of it exists
+    absent: tuple[str, str] | None = None  # a GPU benchmark not run yet: (what it measures, its records' file)
 
 
 # -- reading and formatting -----------------------------------------------------------------------------------------
@@ -91,6 +91,11 @@ def num(x: Any, digits: int = 3) -> str:
 def sig(x: float | None) -> str:
     """3 significant digits (a p-value such as FQ spans many orders of magnitude)."""
     return "-" if x is None else f"{x:.3g}"
+
+
+def with_spread(value: float | None, spread: dict | None) -> str:
+    """A ratio and, where measured, its p10–p90 in brackets."""
+    return f"{num(value)} [{spread['p10']:.2f}–{spread['p90']:.2f}]" if spread else num(value)
 
 
 def mib(x: int | None) -> str:
@@ -213,17 +218,12 @@ def steps_step_cost(recs: list[dict], out_dir: Path) -> list[str]:
                 for model in models for m in METHOD_ORDER if (r := cases.get(f"{model}/{m}"))]
         lines += md_table(["model", "batch", "params", "method", "gradients", "median", "p10–p90", "steps/s",
                            "compile", "repeats"], rows)
-        rows = []
-        for model in models:
-            if not (r := cases.get(f"{model}/ratios")):
-                continue
-            pr = r.get("paired_ratios") or {}
-            spread = {k: f"{num(r.get(k))} [{p['p10']:.2f}–{p['p90']:.2f}]" if (p := pr.get(k)) else num(r.get(k))
-                      for k in ("rosu_over_uam", "rosu_lagged_over_uam", "rosu_over_ft")}
-            met = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in (r.get("met") or {}).items()
-                            if v is not None and (k != "projection_share" or model.startswith("resnet18")))
-            rows.append([model, *spread.values(), num(r.get("uam_over_ft")), num(r.get("rosu_over_rosu_noproj")),
-                         num(r.get("projection_share"), 4), num(r.get("projection_share_by_difference"), 4), met])
+        rows = [[model, *(with_spread(r.get(k), get(r, f"paired_ratios.{k}")) for k in RATIO_COLUMNS),
+                 num(r.get("uam_over_ft")), num(r.get("rosu_over_rosu_noproj")), num(r.get("projection_share"), 4),
+                 num(r.get("projection_share_by_difference"), 4),
+                 ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in (r.get("met") or {}).items()
+                           if v is not None and (k != "projection_share" or model.startswith("resnet18")))]
+                for model in models if (r := cases.get(f"{model}/ratios"))]
         lines += ["", "Ratios of step times measured within one run (interleaved rounds): the median of the per-round "
                   "ratios, p10–p90 in brackets:", "",
                   *md_table(["model", "ROSU/UAM", "ROSU-lagged/UAM", "ROSU/FT", "UAM/FT", "ROSU/ROSU-noproj",
@@ -275,15 +275,14 @@ def steps_scaling(recs: list[dict], out_dir: Path) -> list[str]:
         return (cases.get(f"{r['case'].rsplit('/', 1)[0]}/{m}") or {}).get("median_s")
 
     rows = [[r["case"].rsplit("/", 1)[0], f"{r['n_params']:,}", r.get("batch_size"),
-             *(common.fmt_seconds(median(r, m)) for m in ("FT", "UAM", "ROSU", "ROSU-lagged", "projection")),
+             *(common.fmt_seconds(median(r, m)) for m in SCALING_COLORS),
              num(r.get("rosu_over_uam")), num(r.get("projection_share"), 4), num(r.get("projection_ns_per_param"), 2)]
             for r in ratios]
     fig = Figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
     for family, marker, style in (("mlp", "o", "-"), ("small_cnn", "s", "--")):
         fam = [r for r in ratios if r.get("family") == family]
-        for m, color in (("FT", "tab:gray"), ("UAM", "tab:blue"), ("ROSU", "tab:red"), ("ROSU-lagged", "tab:orange"),
-                         ("projection", "tab:green")):
+        for m, color in SCALING_COLORS.items():
             points = [(r["n_params"], median(r, m)) for r in fam if median(r, m) is not None]
             if points:
                 ax.plot(*zip(*points, strict=True), marker=marker, ls=style, color=color, label=f"{family} {m}")
@@ -347,7 +346,6 @@ def table_lm_steps(recs: list[dict]) -> list[str]:
                   f"{'/'.join(sorted({str(r.get('backend')) for r in recs}))} backend "
                   f"({', '.join(sorted({str(r.get('model')) for r in recs}))}); its step times, tokens/s and memory "
                   "say nothing about a GPU, and MFU is undefined there.", ""]
-    gib = lambda b: "-" if b is None else f"{b:.3g}"
     for device, group in sorted({(str(r.get("device_kind")), str(r.get("group"))) for r in recs}):
         cases = {r.get("method") or "ratios": r for r in recs
                  if (str(r.get("device_kind")), str(r.get("group"))) == (device, group)}
@@ -355,18 +353,13 @@ def table_lm_steps(recs: list[dict]) -> list[str]:
         lines += [f"### {group} ({device})", "", f"Model {first.get('model')} ({fmt(first.get('n_params'))} "
                   f"parameters), {first.get('batch_size')} x {first.get('seq_len')} tokens per batch (forget + "
                   f"retain: {fmt(first.get('tokens_per_step'))} per step).", ""]
-        rows = []
-        for m, r in cases.items():  # in the order they were measured (lm_steps.METHODS)
-            if m == "ratios":
-                continue
-            spread = r.get("ratio_to_uam_spread") or {}
-            rows.append([m, f"{fmt(r.get('n_trainable'))} ({r.get('trainable')})", r.get("gradient_evaluations"),
-                         f"{r['step_ms']:.4g} ({r['p10_s'] * 1e3:.4g}–{r['p90_s'] * 1e3:.4g})",
-                         f"{r['tokens_per_s']:,.0f}",
-                         f"{gib(r.get('peak_gib'))} / {gib(r.get('device_peak_gib'))}",
-                         "-" if r.get("mfu") is None else f"{r['mfu']:.1%}", num(r.get("mfu_over_ft"), 2),
-                         f"{num(r.get('ratio_to_uam'))} [{spread['p10']:.2f}–{spread['p90']:.2f}]" if spread else "-",
-                         common.fmt_seconds(r.get("compile_s"))])
+        rows = [[m, f"{fmt(r.get('n_trainable'))} ({r.get('trainable')})", r.get("gradient_evaluations"),
+                 f"{r['step_ms']:.4g} ({r['p10_s'] * 1e3:.4g}–{r['p90_s'] * 1e3:.4g})", f"{r['tokens_per_s']:,.0f}",
+                 f"{sig(r.get('peak_gib'))} / {sig(r.get('device_peak_gib'))}",
+                 "-" if r.get("mfu") is None else f"{r['mfu']:.1%}", num(r.get("mfu_over_ft"), 2),
+                 with_spread(r.get("ratio_to_uam"), r.get("ratio_to_uam_spread")),
+                 common.fmt_seconds(r.get("compile_s"))]
+                for m, r in cases.items() if m != "ratios"]  # in the order they were measured (lm_steps.METHODS)
         lines += md_table(["method", "trainable", "gradients", "step ms (p10–p90)", "tokens/s",
                            "peak GiB (XLA step / device)", "MFU", "MFU / FT's", "ratio to UAM [p10–p90]",
                            "compile"], rows)
@@ -408,16 +401,12 @@ KINDS: dict[str, Kind] = {
         targets=(("rosu_over_uam", 1.5, "ROSU fresh at most 1.5x UAM on a language model"),
                  ("rosu_lagged_over_uam", 1.03, "ROSU lagged within 3% of UAM on a language model")),
         table=table_lm_steps,
-        absent="**No GPU record exists yet**: `benchmarks/lm_steps.py` (FT, GradDiff, NPO, UAM, ROSU and "
-               "ROSU-lagged on a Llama-3.2-1B-shape model, every parameter and LoRA trainable) has not been run on a "
-               "GPU. Run `timeout --signal=INT 570 python -m benchmarks.lm_steps --out "
-               "benchmarks/results/gpu-lm_steps.jsonl` where one is lent, then this report."),
+        absent=("FT, GradDiff, NPO, UAM, ROSU and ROSU-lagged on a Llama-3.2-1B-shape model, every parameter and LoRA "
+                "trainable", "gpu-lm_steps.jsonl")),
     "gpu_vision": Kind(
         columns=("case", "UA", "RA", "TA", "MIA", "avg_gap", "published_rosu_ra", "step_s", "mfu", "status"),
-        absent="**No GPU record exists yet**: `benchmarks/gpu_vision.py` (CIFAR-10 ResNet-18, both scenarios, UAM, "
-               "UAM+λ and ROSU end to end, with per-step time and MFU) has not been run on a GPU. Run `timeout "
-               "--signal=INT 570 python -m benchmarks.gpu_vision --out benchmarks/results/gpu-vision.jsonl` where one "
-               "is lent, then this report."),
+        absent=("CIFAR-10 ResNet-18, both scenarios, UAM, UAM+λ and ROSU end to end, with per-step time and MFU",
+                "gpu-vision.jsonl")),
 }
 
 
@@ -438,8 +427,12 @@ def build_reports(results: Path) -> tuple[Path, Path]:
     report.append("")
     for kind, recs in kinds.items():
         report += kind_section(kind, recs, results)
-    report += [line for kind, hooks in KINDS.items() if hooks.absent and kind not in kinds
-               for line in (f"## {kind}", "", hooks.absent, "")]
+    for kind, hooks in KINDS.items():
+        if hooks.absent and kind not in kinds:
+            what, out = hooks.absent
+            report += [f"## {kind}", "", f"**No GPU record exists yet**: `benchmarks/{kind}.py` ({what}) has not been "
+                       f"run on a GPU. Run `timeout --signal=INT 570 python -m benchmarks.{kind} --out "
+                       f"benchmarks/results/{out}` where one is lent, then this report.", ""]
     steps = ["# Step benchmarks", "", f"Generated by `python -m benchmarks.report` from `{results.name}/*.jsonl`. "
              "Ratios are within one run; absolute times belong to the machine named.", ""]
     for kind, hooks in KINDS.items():
