@@ -1,20 +1,9 @@
-"""The PyTorch half of the peer benchmark: torchunlearn's UAM and a plain-PyTorch UAM on the library's models.
-
-Runs in its own environment (torch, torchunlearn, numpy; ``python -m benchmarks.peer --help``) as ``python -m
-benchmarks.peer.torch_side THREADS`` from the repository root, and imports neither JAX nor rosu_jax. The driver writes
-one JSON command per line to its stdin (``info``, ``setup``, ``run``: K timed steps of one case, ``parity``, ``quit``)
-and reads one JSON answer per line. The models replicate ``rosu_jax.models`` layer for layer, module names included,
-so the JAX half's parameters load here (HWIO kernels -> OIHW, dense (in, out) -> (out, in)).
-
-Methods:
-  torchunlearn-UAM  ``torchunlearn.optim.UAM(model, SGD, rho).step(cost_fn, {"Forget": ..., "Retain": ...})``,
-                    the library's own step, model in train mode as its Trainer sets it. Its ascent pass runs
-                    the forward/backward on cat(forget, retain) (2B samples) and keeps the forget rows' loss.
-  torch-UAM         rosu_jax's 2-gradient UAM in plain PyTorch: g_f on the forget batch (eval-mode BatchNorm),
-                    δ = ρ g_f/‖g_f‖, g̃ = ∇L_r(θ+δ) on the retain batch (train mode), restore θ, SGD step, with
-                    per-parameter ``torch._foreach`` ops. One difference: rosu_jax's step also runs a forward-only
-                    retain pass at θ for the BatchNorm statistics; this one keeps those of the surrogate pass (as
-                    torchunlearn does), so it does one forward pass less than the JAX step.
+"""The PyTorch half of the peer benchmark, run in its own environment (torch, torchunlearn, numpy; no JAX, no rosu_jax)
+as ``python -m benchmarks.peer.torch_side THREADS``: one JSON command per line in (``info``, ``setup``, ``run``: K
+timed steps of one case, ``parity``, ``quit``), one JSON answer per line out. The models replicate ``rosu_jax.models``
+layer for layer, module names included, so the JAX half's parameters load here. ``torchunlearn-UAM`` is
+``torchunlearn.optim.UAM``'s own step (its ascent pass runs on cat(forget, retain)); ``torch-UAM`` is rosu_jax's
+2-gradient UAM in plain PyTorch, without the JAX step's forward-only retain pass at θ for the BatchNorm statistics.
 """
 
 from __future__ import annotations
