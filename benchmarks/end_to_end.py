@@ -110,9 +110,9 @@ def cifar_case(args, command, env, tmp: Path) -> None:
     common.progress(f"[{case}]")
     result = run_job(command, cli_args, tmp / "cache-cifar", ((str(data), "$CIFAR_DIR"), (str(tmp), "<tmp>")))
     results_json = out_dir / "results.json"
-    rows = json.loads(results_json.read_text())["rows"] if results_json.exists() else []
+    rows = [{k: row.get(k) for k in ROW_FIELDS} for row in
+            (json.loads(results_json.read_text())["rows"] if results_json.exists() else [])]
     settings = {"epochs": args.epochs, "unlearn_epochs": args.unlearn_epochs, "subset": subset}
-    rows = [{k: row.get(k) for k in ROW_FIELDS} for row in rows]
     common.write_jsonl(args.out, common.record("end_to_end", case, env, **result, **settings, fresh_cache=True,
                                                methods=args.methods.split(","), config_file=CIFAR_CONFIG, rows=rows))
     for row in rows:

@@ -82,8 +82,7 @@ def sharded_child(args) -> None:
             mesh = make_mesh(spec)
             state0 = shard_state(stepper.init(params, model_state), mesh, min_size=min_size)
             step = sharded_step(stepper, mesh, state0, min_size=min_size, **options)
-            sharded_batches = shard_batch(jax.tree.map(np.asarray, forget), mesh), shard_batch(
-                jax.tree.map(np.asarray, retain), mesh)
+            sharded_batches = tuple(shard_batch(jax.tree.map(np.asarray, b), mesh) for b in (forget, retain))
             state, param_diff, coupling_diff = state0, 0.0, 0.0
             for key, (ref_state, ref_metrics) in zip(keys, reference, strict=True):
                 state, metrics = step(state, *sharded_batches, key)

@@ -149,10 +149,9 @@ def ratio_fields(times: dict[str, list[float]]) -> dict[str, Any]:
 
 def memory_records(case: ModelCase, targets, fields: dict, gradients: dict, env: dict) -> list[dict]:
     memory = {t.name: common.memory_of(t.compiled) for t in targets}
-    records = []
+    records, uam = [], memory.get("UAM")
     for t in targets:
         extra = {}
-        uam = memory.get("UAM")
         if uam and uam["peak_bytes"] is not None and memory[t.name]["peak_bytes"] is not None:
             extra = {f"extra_{k}_over_uam": memory[t.name][k] - uam[k]
                      for k in ("temp_bytes", "argument_bytes", "output_bytes", "peak_bytes")}

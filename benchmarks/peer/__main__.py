@@ -193,10 +193,9 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
            "model_kwargs": case.get("model_kwargs"), "warmup": args.warmup, **HYPER,
            "jax_model_kwargs": {"dtype": args.dtype} if args.dtype != "float32" else None, "mesh": args.mesh}
     keys = [(framework, method) for framework, names in methods.items() for method in names]
-    setups = {}
-    for framework, method in keys:  # JAX first: it writes the initial weights the torch half loads
-        setups[framework, method] = workers[framework].call(cmd="setup", case_id=f"{label}/{method}", method=method,
-                                                            **msg)
+    setups = {(framework, method): workers[framework].call(cmd="setup", case_id=f"{label}/{method}", method=method,
+                                                           **msg)
+              for framework, method in keys}  # JAX first: it writes the initial weights the torch half loads
     counts = {s["n_params"] for s in setups.values()}
     if len(counts) != 1:
         raise SystemExit(f"{label}: the halves' parameter counts differ: {counts}")
