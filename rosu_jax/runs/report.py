@@ -36,10 +36,11 @@ class TableSpec:
     summary: str | None
     group_keys: tuple[str, ...]
     reference: str | None = "Retrain"
+    paired: tuple[str, ...] = ()  # without a summary: the columns of the ROSU-against-its-partners differences
 
     @classmethod
     def of(cls, task) -> TableSpec:
-        return cls(task.columns, task.summary, task.group_keys, task.reference_row)
+        return cls(task.columns, task.summary, task.group_keys, task.reference_row, getattr(task, "paired", ()))
 
 
 @dataclasses.dataclass
@@ -80,6 +81,9 @@ def comparisons(entries: list[Entry], spec: TableSpec) -> dict:
     """
     result = {"anchor": None, "versus": {}, "best": None, "tied": [], "seeds": 0}
     if spec.summary is None:
+        if spec.paired:
+            result["seeds"] = max((len(e.values(k)) for e in entries for k in spec.paired), default=0)
+            result["pairs"] = rosu_pairs(entries, spec)
         return result
     candidates = [e for e in entries if e.method not in REFERENCE_METHODS and e.values(spec.summary)]
     if not candidates:
@@ -100,6 +104,44 @@ def comparisons(entries: list[Entry], spec: TableSpec) -> dict:
     elif intervals and all(iv is not None for iv in intervals.values()):
         result["tied"] = [leader.label] + [label for label, iv in intervals.items() if not excludes_zero(iv)]
     return result
+
+
+def rosu_pairs(entries: list[Entry], spec: TableSpec) -> list[dict]:
+    """Each ROSU row against its partners: the same objective without ROSU (``ROSU-NPO`` against ``NPO``) and
+    with UAM's perturbation (``UAM-NPO``; plain ``ROSU`` against ``UAM``). Per column of ``spec.paired``: the paired
+    difference ROSU row − partner over seeds, ``(mean, low, high)`` of its 95% interval (None under two seeds)."""
+    pairs = []
+    for rosu in (e for e in entries if e.method == ANCHOR or e.method.startswith(ANCHOR + "-")):
+        objective = rosu.method[len(ANCHOR) :]  # "" or "-NPO"
+        partners = ([objective[1:]] if objective else []) + ["UAM" + objective]
+        for other in (e for name in partners for e in entries if e.method == name):
+            differences = {key: _paired(rosu, other, key) for key in spec.paired}
+            pairs.append({"rosu": rosu.label, "versus": other.label, "differences": differences})
+    return pairs
+
+
+def _pairs_table(comp: dict, spec: TableSpec) -> list[str]:
+    """The Markdown lines of ``rosu_pairs`` (bold where the interval excludes 0)."""
+    if not spec.paired or not comp.get("pairs"):
+        return []
+    columns = [c for key in spec.paired for c in spec.columns if c.key == key]
+    if comp["seeds"] < 2:
+        return ["One seed: no paired differences between methods (run --seeds 0,1,2 for intervals).", ""]
+    better = ", ".join(f"{c.header} {c.better} is better" for c in columns)
+    lines = [
+        f"Paired differences, ROSU row − partner (mean [95% CI] over seeds; bold where the interval excludes 0; "
+        f"{better}):",
+        "",
+        "| ROSU row | partner | " + " | ".join(f"Δ{c.header}" for c in columns) + " |",
+        "|" + "|".join(["---"] * (2 + len(columns))) + "|",
+    ]
+    for pair in comp["pairs"]:
+        cells = []
+        for c in columns:
+            iv = pair["differences"][c.key]
+            cells.append(f"**{_interval(iv)}**" if excludes_zero(iv) else _interval(iv))
+        lines.append(f"| {pair['rosu']} | {pair['versus']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _paired(entry: Entry, other: Entry, key: str):
@@ -216,6 +258,7 @@ def markdown_tables(rows: list[dict], spec: TableSpec) -> str:
                 )
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+        out.extend(_pairs_table(comp, spec))
         out.append(_verdict(comp, spec))
         out.append("")
     out.append(legend(spec))

@@ -131,6 +131,9 @@ class Task(abc.ABC):
     name: ClassVar[str]
     columns: ClassVar[tuple[Column, ...]]
     summary: ClassVar[str | None]  # the column key that ranks methods (lower is better), or None
+    # with no single ranking: the column keys on which each ROSU row is compared, paired over seeds, with the same
+    # objective without ROSU (ROSU-NPO vs NPO) and with UAM's (ROSU-NPO vs UAM-NPO, ROSU vs UAM)
+    paired: ClassVar[tuple[str, ...]] = ()
     reference_row: ClassVar[str | None] = "Retrain"  # the model trained without the forget set
     group_keys: ClassVar[tuple[str, ...]] = ("scenario",)  # row fields that make one table
     provides: ClassVar[frozenset[str]]  # loss-term names of loss_terms()

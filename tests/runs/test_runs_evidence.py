@@ -48,6 +48,33 @@ def test_the_paired_interval_is_the_t_interval_of_the_differences():
     assert paired_interval([1.0]) is None
 
 
+def test_language_model_tables_pair_each_rosu_row_with_its_partners():
+    from rosu_jax.tasks.wmdp.task import WmdpTask
+
+    spec = TableSpec.of(WmdpTask.__new__(WmdpTask))
+    assert spec.summary is None and spec.paired == ("forget_accuracy", "control_accuracy")
+
+    def lm_row(method, seed, forget, control):
+        return {"dataset": "synthetic", "scenario": "topics", "method": method, "seed": seed, "variant": None,
+                "status": "ok", "seconds": 1.0, "forget_accuracy": forget, "control_accuracy": control}
+
+    rows = [lm_row("Original", s, 80.0, 90.0) for s in range(4)]
+    rows += [lm_row("RMU", s, 50.0 + s, 85.0) for s in range(4)]
+    rows += [lm_row("ROSU-RMU", s, 40.0 + s + (0.5 if s % 2 else -0.5), 85.0 + (1.0 if s % 2 else -1.0))
+             for s in range(4)]
+    rows += [lm_row("UAM-RMU", s, 60.0, 88.0) for s in range(4)] + [lm_row("NPO", s, 70.0, 88.0) for s in range(4)]
+    comp = comparisons(tables(rows, spec)[("synthetic", "topics")], spec)
+    pairs = {(p["rosu"], p["versus"]): p["differences"] for p in comp["pairs"]}
+    assert set(pairs) == {("ROSU-RMU", "RMU"), ("ROSU-RMU", "UAM-RMU")} and comp["seeds"] == 4
+    mean, low, high = pairs["ROSU-RMU", "RMU"]["forget_accuracy"]  # differences -10.5, -9.5, -10.5, -9.5
+    assert mean == pytest.approx(-10.0) and low < -10.0 < high < 0
+    assert pairs["ROSU-RMU", "RMU"]["control_accuracy"][1] < 0 < pairs["ROSU-RMU", "RMU"]["control_accuracy"][2]
+    md = markdown_tables(rows, spec)
+    assert "| ROSU-RMU | RMU | **-10.00 [" in md and "| ROSU-RMU | UAM-RMU |" in md and "best" not in md
+    one = markdown_tables([r for r in rows if r["seed"] == 0], spec)
+    assert "One seed: no paired differences" in one and "| ROSU-RMU | RMU |" not in one
+
+
 def test_best_is_marked_only_where_the_paired_intervals_support_it():
     clear = [row("ROSU", s, 1.0 + 0.01 * s) for s in range(5)] + [row("UAM", s, 3.0 + 0.02 * s) for s in range(5)]
     comp = comparisons(tables(clear, SPEC)[("digits", "classwise")], SPEC)

@@ -109,6 +109,7 @@ class WmdpTask(language.LanguageModelTask):
         Column("control_accuracy_delta", "Δ control", "higher", "control accuracy − the original model's"),
     )
     summary: ClassVar[str | None] = None  # forget and control accuracy side by side: no single ranking
+    paired: ClassVar[tuple[str, ...]] = ("forget_accuracy", "control_accuracy")
     reference_row: ClassVar[str | None] = None  # no retrained model: methods are compared with the original
     group_keys: ClassVar[tuple[str, ...]] = ("dataset", "scenario")
     provides: ClassVar[frozenset[str]] = frozenset({"forget", "retain", "sequence_nll", "hidden"})
@@ -317,7 +318,9 @@ class WmdpTask(language.LanguageModelTask):
         if c.model_dir:  # the official RMU run (Zephyr-7B): AdamW, lr 5e-5
             return {"*": {"optimizer": "adamw", "lr": 5e-5, "weight_decay": 0.01}}
         # The tiny decoder's activations are far smaller than Zephyr's: RMU's c and α scaled to them (a small grid on
-        # the synthetic topics, seed 0: c = 6.5 barely moved them, α ≤ 1000 erased the control topic too).
+        # the synthetic topics, seed 0: c = 6.5 barely moved them, α ≤ 1000 erased the control topic too). Over
+        # seeds 0-2 (benchmarks/results/wmdp_default) RMU moves forget accuracy by −27 ± 13 points and control by
+        # −17 ± 18: on this toy model it does not keep the control topic reliably.
         return {
             "*": {
                 "optimizer": "adamw",
