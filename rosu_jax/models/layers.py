@@ -11,6 +11,28 @@ from flax import nnx
 BN_MOMENTUM = 0.9
 
 
+def conv2d(c_in: int, c_out: int, k: int, stride: int, dtype, rngs: nnx.Rngs, *, use_bias: bool = False) -> nnx.Conv:
+    """A k x k convolution, bias-free by default (BatchNorm follows it), He-normal init, float32 parameters,
+    ``dtype`` compute; 'SAME' padding for k = 3, 'VALID' for the 1x1 projections."""
+    return nnx.Conv(
+        c_in,
+        c_out,
+        (k, k),
+        strides=stride,
+        padding="SAME" if k == 3 else "VALID",
+        use_bias=use_bias,
+        kernel_init=nnx.initializers.he_normal(),
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+def batch_norm_layer(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """BatchNorm over ``c`` channels in float32 (statistics and normalisation), momentum ``BN_MOMENTUM``."""
+    return nnx.BatchNorm(c, momentum=BN_MOMENTUM, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+
+
 def batch_norm(bn: nnx.BatchNorm, x: jax.Array, train: bool) -> jax.Array:
     """Run ``bn`` in float32 and cast back to ``x.dtype``.
 

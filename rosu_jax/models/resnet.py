@@ -6,40 +6,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rosu_jax.models.layers import BN_MOMENTUM, batch_norm
-
-
-def _conv(c_in: int, c_out: int, k: int, stride: int, dtype, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(
-        c_in,
-        c_out,
-        (k, k),
-        strides=stride,
-        padding="SAME" if k == 3 else "VALID",
-        use_bias=False,
-        kernel_init=nnx.initializers.he_normal(),
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        rngs=rngs,
-    )
-
-
-def _bn(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(c, momentum=BN_MOMENTUM, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+from rosu_jax.models.layers import batch_norm, batch_norm_layer, conv2d
 
 
 class BasicBlock(nnx.Module):
     """Two conv3x3-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, *, dtype, rngs: nnx.Rngs):
-        self.conv1 = _conv(c_in, c_out, 3, stride, dtype, rngs)
-        self.bn1 = _bn(c_out, rngs)
-        self.conv2 = _conv(c_out, c_out, 3, 1, dtype, rngs)
-        self.bn2 = _bn(c_out, rngs)
+        self.conv1 = conv2d(c_in, c_out, 3, stride, dtype, rngs)
+        self.bn1 = batch_norm_layer(c_out, rngs)
+        self.conv2 = conv2d(c_out, c_out, 3, 1, dtype, rngs)
+        self.bn2 = batch_norm_layer(c_out, rngs)
         self.has_projection = stride != 1 or c_in != c_out
         if self.has_projection:
-            self.proj_conv = _conv(c_in, c_out, 1, stride, dtype, rngs)
-            self.proj_bn = _bn(c_out, rngs)
+            self.proj_conv = conv2d(c_in, c_out, 1, stride, dtype, rngs)
+            self.proj_bn = batch_norm_layer(c_out, rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         y = jax.nn.relu(batch_norm(self.bn1, self.conv1(x), train))
@@ -59,8 +40,8 @@ class ResNet18(nnx.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 3, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.dtype = dtype
-        self.stem_conv = _conv(in_channels, 64, 3, 1, dtype, rngs)
-        self.stem_bn = _bn(64, rngs)
+        self.stem_conv = conv2d(in_channels, 64, 3, 1, dtype, rngs)
+        self.stem_bn = batch_norm_layer(64, rngs)
         names = []
         c_in = 64
         for s, (width, stride) in enumerate(self.STAGES):

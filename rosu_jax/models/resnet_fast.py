@@ -19,25 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rosu_jax.models.layers import BN_MOMENTUM, batch_norm
-
-
-def _conv(c_in: int, c_out: int, dtype, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(
-        c_in,
-        c_out,
-        (3, 3),
-        padding="SAME",
-        use_bias=False,
-        kernel_init=nnx.initializers.he_normal(),
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        rngs=rngs,
-    )
-
-
-def _bn(c: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(c, momentum=BN_MOMENTUM, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+from rosu_jax.models.layers import batch_norm, batch_norm_layer, conv2d
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -52,8 +34,8 @@ class ConvBN(nnx.Module):
 
     def __init__(self, c_in: int, c_out: int, *, pool: bool, dtype, rngs: nnx.Rngs):
         self.pool = pool
-        self.conv = _conv(c_in, c_out, dtype, rngs)
-        self.bn = _bn(c_out, rngs)
+        self.conv = conv2d(c_in, c_out, 3, 1, dtype, rngs)
+        self.bn = batch_norm_layer(c_out, rngs)
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = self.conv(x)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rosu_jax.models.layers import BN_MOMENTUM, batch_norm
+from rosu_jax.models.layers import batch_norm, batch_norm_layer, conv2d
 
 
 class SmallCNN(nnx.Module):
@@ -37,22 +37,9 @@ class SmallCNN(nnx.Module):
         c_in = in_channels
         for i, width in enumerate(widths):
             stride = 1 if i == 0 else 2
-            conv = nnx.Conv(
-                c_in,
-                width,
-                (3, 3),
-                strides=stride,
-                padding="SAME",
-                use_bias=not use_batchnorm,
-                kernel_init=nnx.initializers.he_normal(),
-                dtype=dtype,
-                param_dtype=jnp.float32,
-                rngs=rngs,
-            )
-            setattr(self, f"conv{i}", conv)
+            setattr(self, f"conv{i}", conv2d(c_in, width, 3, stride, dtype, rngs, use_bias=not use_batchnorm))
             if use_batchnorm:
-                bn = nnx.BatchNorm(width, momentum=BN_MOMENTUM, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
-                setattr(self, f"bn{i}", bn)
+                setattr(self, f"bn{i}", batch_norm_layer(width, rngs))
             c_in = width
         self.fc1 = nnx.Linear(c_in, hidden, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
         self.fc2 = nnx.Linear(hidden, num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
