@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rosu_jax.tasks.wmdp.multiple_choice import MMLU_SUBJECTS, check_row, hub_reachable, read_rows
+from rosu_jax.tasks.wmdp.multiple_choice import check_row, hub_reachable, mmlu_subjects, read_rows
 
 TOPICS: dict[str, str] = {"bio": "biology", "cyber": "cybersecurity", "chem": "chemistry"}
 """WMDP topic → the subject phrase of its prompt ("...about biology."); its questions are the task ``wmdp_<topic>``."""
@@ -197,10 +197,10 @@ def _by_topic(paths: Mapping[str, Any], what: str) -> dict[str, Any]:
 
 def _check_mmlu(rows: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
     for i, row in enumerate(rows):
-        if row.get("subject") not in MMLU_SUBJECTS:
+        if row.get("subject") not in mmlu_subjects():
             raise ValueError(
                 f"{where}, question {i}: 'subject' {row.get('subject')!r} is not an MMLU subject of lm-eval "
-                f"({', '.join(MMLU_SUBJECTS[:3])}, ...); MMLU rows are cais/mmlu's (config 'all'), with their subject"
+                f"({', '.join(mmlu_subjects()[:3])}, ...); MMLU rows are cais/mmlu's (config 'all'), with their subject"
             )
     return rows
 

@@ -20,6 +20,8 @@ topic in the same format, described "...about <name with spaces>." unless a desc
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import io
 import json
 import os
@@ -32,14 +34,38 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import lm_eval
 import yaml
 
 WMDP_TASKS = ("wmdp_bio", "wmdp_cyber", "wmdp_chem")
 HUB = ("huggingface.co", 443)
 HUB_TIMEOUT_S = 3.0
-_LM_EVAL_TASKS = Path(lm_eval.__file__).parent / "tasks"
-MMLU_SUBJECTS = tuple(sorted(p.stem[len("mmlu_") :] for p in (_LM_EVAL_TASKS / "mmlu" / "default").glob("mmlu_*.yaml")))
+LM_EVAL_MISSING = (
+    "WMDP and MMLU are scored by lm-evaluation-harness, an optional extra: pip install 'rosu-jax[lm-eval]' "
+    "(or pip install lm-eval)."
+)
+
+
+def require_lm_eval() -> None:
+    """Raise ``ValueError`` saying how to install lm-evaluation-harness when it is missing (before any work)."""
+    if importlib.util.find_spec("lm_eval") is None:
+        raise ValueError(LM_EVAL_MISSING)
+
+
+@functools.cache
+def lm_eval_tasks() -> Path:
+    """The folder of lm-eval's own task YAMLs (imported here, not at import time: lm-eval is an optional extra)."""
+    require_lm_eval()
+    import lm_eval
+
+    return Path(lm_eval.__file__).parent / "tasks"
+
+
+@functools.cache
+def mmlu_subjects() -> tuple[str, ...]:
+    """lm-eval's MMLU subjects (``abstract_algebra``, ...), from its task files."""
+    return tuple(sorted(p.stem[len("mmlu_") :] for p in (lm_eval_tasks() / "mmlu" / "default").glob("mmlu_*.yaml")))
+
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 TaskData = str | os.PathLike | Sequence[Mapping[str, Any]] | None
@@ -124,7 +150,7 @@ def _task_yaml(name: str, rows: list[dict[str, Any]] | None, folder: Path, descr
         topic = name.replace("_", " ")  # as lm-eval's mmlu/_generate_configs.py turns subjects into descriptions
         default = f"The following are multiple choice questions (with answers) about {topic}.\n\n"
         config["description"] = default if description is None else description
-    config["task"], config["include"] = name, str(_LM_EVAL_TASKS / config["include"])
+    config["task"], config["include"] = name, str(lm_eval_tasks() / config["include"])
     if rows is None:  # lm-eval's hub task, unchanged
         return {"task": name, "include": config["include"]}
     data_file = folder / f"{name}.jsonl"
@@ -140,23 +166,23 @@ def _expand(tasks: Mapping[str, TaskData]) -> dict[str, list[dict[str, Any]] | N
     for name, data in tasks.items():
         if not _NAME.fullmatch(name):
             raise ValueError(f"task name {name!r}: use letters, digits, '_', '.', '-' (it names a file and a task).")
-        known = name in (*WMDP_TASKS, "mmlu") or (name.startswith("mmlu_") and name[len("mmlu_") :] in MMLU_SUBJECTS)
+        known = name in (*WMDP_TASKS, "mmlu") or (name.startswith("mmlu_") and name[len("mmlu_") :] in mmlu_subjects())
         if name.startswith(("wmdp", "mmlu")) and not known:
             raise ValueError(
                 f"unknown task {name!r}: the WMDP tasks are {', '.join(WMDP_TASKS)}; MMLU is 'mmlu' or "
-                f"'mmlu_<subject>' with a subject of lm-eval's ({', '.join(MMLU_SUBJECTS[:3])}, ...)."
+                f"'mmlu_<subject>' with a subject of lm-eval's ({', '.join(mmlu_subjects()[:3])}, ...)."
             )
         if data is None and not known:
             raise ValueError(f"topic task {name!r} needs its questions: a JSON file or a list of rows, not None.")
         if name != "mmlu":
             parts = {name: None if data is None else _rows(name, data)}
         elif data is None:
-            parts = {f"mmlu_{subject}": None for subject in MMLU_SUBJECTS}
+            parts = {f"mmlu_{subject}": None for subject in mmlu_subjects()}
         else:
             parts = {}
             for i, row in enumerate(_rows(name, data)):
                 subject = row.get("subject")
-                if subject not in MMLU_SUBJECTS:
+                if subject not in mmlu_subjects():
                     raise ValueError(
                         f"tasks['mmlu'][{i}]: 'subject' {subject!r} is not one of lm-eval's MMLU subjects."
                     )

@@ -16,6 +16,7 @@ The trainable subset is RMU's by default, ``layers.{ℓ−2..ℓ}.mlp.down_proj`
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from typing import Any, ClassVar
 
 import jax
@@ -27,8 +28,7 @@ from rosu_jax.tasks import language
 from rosu_jax.tasks.base import Column, Evaluation, Setting, TrainingData, TrainingRecipe, UnlearningData
 from rosu_jax.tasks.batching import FORGET_STREAM, RETAIN_STREAM, cycle_index_batches, index_batches
 from rosu_jax.tasks.wmdp.data import TOPICS, load_wmdp, load_wmdp_from_hub
-from rosu_jax.tasks.wmdp.harness import JaxLM
-from rosu_jax.tasks.wmdp.multiple_choice import evaluate_multiple_choice
+from rosu_jax.tasks.wmdp.multiple_choice import evaluate_multiple_choice, require_lm_eval
 from rosu_jax.tasks.wmdp.synthetic import make_synthetic_wmdp
 
 WMDP_METHODS = ("RMU", "ROSU-RMU", "UAM-RMU", "GradDiff", "NPO", "ROSU-GradDiff", "ROSU-NPO")
@@ -133,7 +133,10 @@ class WmdpTask(language.LanguageModelTask):
         return self.config.trainable or "RMU's layers ℓ−2..ℓ mlp.down_proj"
 
     def validate(self) -> None:
-        pass  # WmdpConfig checks its fields; the files are checked by load()
+        """The optional extras this run needs, before any work (WmdpConfig checks its fields; load() the files)."""
+        require_lm_eval()
+        if self.config.trainable == "lora" and importlib.util.find_spec("qwix") is None:
+            raise ValueError("--trainable lora needs qwix, an optional extra: pip install 'rosu-jax[lora]'.")
 
     # -- data ----------------------------------------------------------------------------------------------------
     def load(self):
@@ -284,6 +287,8 @@ class WmdpTask(language.LanguageModelTask):
         c, data = self.config, setting.split["data"]
         full = self.model_params(params, model_state)
         if self._lm is None:  # one harness model: its scoring program is compiled once for every evaluation
+            from rosu_jax.tasks.wmdp.harness import JaxLM  # lm-eval is an optional extra (checked by validate)
+
             self._lm = JaxLM(self.apply_fn, full, self.tokenizer, batch_size=c.eval_batch_size)
         lm, lm.params = self._lm, full
         tasks = {name: data.questions[name] for name in (*data.forget_tasks, *data.utility_tasks)}
