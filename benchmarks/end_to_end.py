@@ -1,10 +1,10 @@
 """End-to-end wall time of ``rosu-unlearn`` in a subprocess, timed from outside (``wall_s``) beside the job's own
 total: 'default-cold' / 'default-warm' (no arguments, a fresh empty ``ROSU_JAX_CACHE``, then the same cache again;
-``--runs`` pairs), 'tofu-*' / 'wmdp-*' (the language-model defaults, with their rows) and 'cifar10/...' (a shortened
+3 pairs), 'tofu-*' / 'wmdp-*' (the language-model defaults, one pair, with their rows) and 'cifar10/...' (a shortened
 CIFAR-10 run on the JPEGs, skipped when absent, with the pipeline's per-method ``seconds`` and ``rte_ratio``).
 
   python -m benchmarks.end_to_end --out benchmarks/results/end_to_end.jsonl
-  python -m benchmarks.end_to_end --no-default --epochs 3 --train-per-class 2000 --out cifar.jsonl
+  python -m benchmarks.end_to_end --no-default --no-lm --out cifar.jsonl
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 from benchmarks import common
 
 CIFAR_CONFIG = "experiments/cifar10_folder_small_cnn.py"
+CIFAR_METHODS = ("FT", "UAM", "ROSU")  # class-wise, with these settings (recorded):
+CIFAR_SETTINGS = {"epochs": 2, "unlearn_epochs": 1, "subset": {"train_per_class": 1000, "test_per_class": 300}}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 ROW_FIELDS = ("scenario", "method", "seed", "lr", "UA", "RA", "TA", "MIA", "avg_gap", "seconds", "compile_s",
               "rte_ratio")
@@ -54,9 +56,9 @@ def default_cases(args, command, env, tmp: Path, task: str | None = None) -> Non
     if task is None:
         cli_args = ["--scenario", "classwise", "--methods", "FT,ROSU", "--epochs", "1", "--unlearn-epochs", "1"] \
             if args.quick else []
-        prefix, count = "quick" if args.quick else "default", args.runs
+        prefix, count = "quick" if args.quick else "default", 1 if args.quick else 3
     else:
-        cli_args, prefix, count = [task], task, args.lm_runs
+        cli_args, prefix, count = [task], task, 1
     runs: dict[str, list[dict]] = {"cold": [], "warm": []}
     for i in range(count):
         cache = tmp / f"cache-{prefix}-{i}"  # fresh and empty: the cold run fills it, the warm run finds it
@@ -99,22 +101,20 @@ def cifar_case(args, command, env, tmp: Path) -> None:
     if data is None:
         common.progress("[cifar10] skipped: no CIFAR-10 image folder (train/, test/); set CIFAR_DIR or --data-dir")
         return
-    subset = {"train_per_class": args.train_per_class, "test_per_class": args.test_per_class}
-    if args.train_per_class or args.test_per_class:
-        data = subset_folder(data, tmp / "cifar-subset", args.train_per_class, args.test_per_class)
+    settings = CIFAR_SETTINGS
+    data = subset_folder(data, tmp / "cifar-subset", *settings["subset"].values())
     out_dir = tmp / "cifar-out"
     cli_args = ["--config", CIFAR_CONFIG, "--data-dir", str(data), "--out", str(out_dir), "--no-progress",
-                "--epochs", str(args.epochs), "--unlearn-epochs", str(args.unlearn_epochs), "--methods", args.methods,
-                "--scenario", args.scenario, "--work-dir", str(tmp / "cifar-work")]
-    case = f"cifar10/small_cnn/{args.scenario}"
+                "--epochs", str(settings["epochs"]), "--unlearn-epochs", str(settings["unlearn_epochs"]), "--methods",
+                ",".join(CIFAR_METHODS), "--scenario", "classwise", "--work-dir", str(tmp / "cifar-work")]
+    case = "cifar10/small_cnn/classwise"
     common.progress(f"[{case}]")
     result = run_job(command, cli_args, tmp / "cache-cifar", ((str(data), "$CIFAR_DIR"), (str(tmp), "<tmp>")))
     results_json = out_dir / "results.json"
     rows = [{k: row.get(k) for k in ROW_FIELDS} for row in
             (json.loads(results_json.read_text())["rows"] if results_json.exists() else [])]
-    settings = {"epochs": args.epochs, "unlearn_epochs": args.unlearn_epochs, "subset": subset}
     common.write_jsonl(args.out, common.record("end_to_end", case, env, **result, **settings, fresh_cache=True,
-                                               methods=args.methods.split(","), config_file=CIFAR_CONFIG, rows=rows))
+                                               methods=list(CIFAR_METHODS), config_file=CIFAR_CONFIG, rows=rows))
     for row in rows:
         common.write_jsonl(args.out, common.record("end_to_end", f"{case}/{row['method']}", env, **row, **settings,
                                                    parent_case=case))
@@ -124,22 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/end_to_end.jsonl")
     parser.add_argument("--quick", action="store_true", help="one short cold/warm pair, no CIFAR run (smoke test)")
-    parser.add_argument("--runs", type=int, help="cold/warm pairs of the default job (default 3; --quick 1)")
     parser.add_argument("--no-default", action="store_true", help="skip the default job")
     parser.add_argument("--no-lm", action="store_true", help="skip the tofu and wmdp defaults")
-    parser.add_argument("--lm-runs", type=int, default=1, help="cold/warm pairs of each language-model default")
     parser.add_argument("--no-cifar", action="store_true", help="skip the CIFAR-10 run")
     parser.add_argument("--data-dir", help="CIFAR-10 image folder with train/ and test/ (default: $CIFAR_DIR, or the "
                         "shared data beside the checkout)")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs (original model and Retrain)")
-    parser.add_argument("--unlearn-epochs", type=int, default=1)
-    parser.add_argument("--methods", default="FT,UAM,ROSU")
-    parser.add_argument("--scenario", default="classwise", choices=["classwise", "random", "both"])
-    parser.add_argument("--train-per-class", type=int, default=1000, help="train images per class (0: all)")
-    parser.add_argument("--test-per-class", type=int, default=300, help="test images per class (0: all)")
     parser.add_argument("--cli", help="command run in place of rosu-unlearn (smoke tests)")
     args = parser.parse_args(argv)
-    args.runs = args.runs or (1 if args.quick else 3)
     installed = shutil.which("rosu-unlearn", path=str(Path(sys.executable).parent))
     command = shlex.split(args.cli) if args.cli else [installed] if installed else [
         sys.executable, "-c", "import sys; from rosu_jax.cli import main; sys.exit(main())"]

@@ -45,7 +45,7 @@ def transformer_shapes(d_model: int = 1024, n_layers: int = 8) -> dict[str, tupl
     return {f"block{i}/{k}": v for i in range(n_layers) for k, v in block.items()}
 
 
-def in_layout(shapes: dict[str, tuple], layout: str, n_many: int) -> dict[str, tuple]:
+def in_layout(shapes: dict[str, tuple], layout: str, n_many: int = 256) -> dict[str, tuple]:
     """The same parameter count as ``shapes`` as is ('tree'), as one 1-D array ('flat') or as ``n_many`` equal
     leaves, the remainder in the last ('many')."""
     total = sum(math.prod(s) for s in shapes.values())
@@ -87,7 +87,7 @@ def copy_verified(compiled, tree, scale) -> bool:
 
 
 def run_case(model: str, shapes: dict[str, tuple], layout: str, dtype_name: str, mode: str, args, env) -> dict:
-    shapes = in_layout(shapes, layout, args.many_leaves)
+    shapes = in_layout(shapes, layout)
     dtype = jnp.dtype(dtype_name)
     n_params = sum(math.prod(s) for s in shapes.values())
     forget, retain = random_tree(shapes, dtype, 1), random_tree(shapes, dtype, 2)
@@ -123,8 +123,8 @@ def run_case(model: str, shapes: dict[str, tuple], layout: str, dtype_name: str,
 def cases(args) -> list[tuple[str, dict, str, str, str]]:
     """(model, shapes, layout, dtype, mode) of every case to run."""
     if args.scaling:
-        sizes = [10_000, 100_000] if args.quick else [n for n in (10**5, 3 * 10**5, 10**6, 3 * 10**6, 10**7,
-                                                                   3 * 10**7, 10**8, 2 * 10**8) if n <= args.max_params]
+        sizes = [10_000, 100_000] if args.quick else [10**5, 3 * 10**5, 10**6, 3 * 10**6, 10**7, 3 * 10**7, 10**8,
+                                                      2 * 10**8]
         return [(f"flat_{n}", {"flat": (n,)}, "flat", "float32", "scaling") for n in sizes]
     if args.quick:  # a 3072-16-10 MLP: few leaves, fast compiles
         tiny = mlp_shapes(hidden=16, depth=1)
@@ -139,8 +139,6 @@ def cases(args) -> list[tuple[str, dict, str, str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__, "benchmarks/results/projection.jsonl")
     parser.add_argument("--scaling", action="store_true", help="time vs parameter count (one flat float32 vector)")
-    parser.add_argument("--max-params", type=int, default=200_000_000, help="largest --scaling size")
-    parser.add_argument("--many-leaves", type=int, default=256, help="leaf count of the 'many' layout")
     args = parser.parse_args(argv)
     env = common.environment()
     common.progress(f"projection on {env['device_kind']} x{env['device_count']} ({env['cpu_count']} CPUs)")

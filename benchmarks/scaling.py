@@ -20,18 +20,16 @@ from benchmarks import common
 from benchmarks.step_cost import CIFAR_CNN, ModelCase, build, make_batches, make_stepper, ratio_fields, step_targets
 from rosu_jax.tasks.vision.losses import loss_terms
 
-FAKE_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+FAKE_DEVICES = 8  # part 2's fake CPU devices
 
 
 def scaling_part(args, env) -> None:
     methods = args.methods.split(",")
     hidden = args.mlp_hidden or ([8, 32] if args.quick else [32, 128, 512, 1024, 2048, 4096])
-    cases = [] if args.no_mlp else [ModelCase(f"mlp/h={h}", "mlp", (32, 32, 3), 8 if args.quick else 128,
-                                              (("hidden", h),)) for h in hidden]
+    cases = [ModelCase(f"mlp/h={h}", "mlp", (32, 32, 3), 8 if args.quick else 128, (("hidden", h),)) for h in hidden]
     if not (args.no_cnn or args.quick):
         cases += [ModelCase(f"small_cnn/w={w}", "small_cnn", (32, 32, 3), 32, (("widths", (w, 2 * w, 4 * w)),
-                                                                             ("hidden", 128)))
-                  for w in args.cnn_width or [16, 32, 64]]
+                                                                             ("hidden", 128))) for w in (16, 32, 64)]
     for case in cases:
         targets, projection, fields, gradients = step_targets(case, methods, args.quick)
         common.time_fn([*targets, projection], warmup=args.warmup, repeats=args.repeats, min_time=args.min_time or 0.0)
@@ -62,15 +60,15 @@ def sharded_child(args) -> None:
 
     env = common.environment()
     n = jax.device_count()
-    if n != args.fake_devices:
-        raise SystemExit(f"expected {args.fake_devices} devices, JAX sees {n} (XLA_FLAGS={env['xla_flags']})")
+    if n != FAKE_DEVICES:
+        raise SystemExit(f"expected {FAKE_DEVICES} devices, JAX sees {n} (XLA_FLAGS={env['xla_flags']})")
     case = ModelCase("small_cnn/cifar", "small_cnn", (8, 8, 3), 16, (("widths", (4, 8)), ("hidden", 8))) \
         if args.quick else ModelCase("small_cnn/cifar", "small_cnn", (32, 32, 3), 64, CIFAR_CNN)
     min_size = 64 if args.quick else 2**12  # the conv and dense kernels are split over 'fsdp'
     apply_fn, params, model_state = build(case)
     terms = loss_terms(apply_fn, case.num_classes)
     forget, retain = make_batches(case)
-    keys = [jax.random.fold_in(jax.random.key(0), i) for i in range(args.sharded_steps)]
+    keys = [jax.random.fold_in(jax.random.key(0), i) for i in range(2 if args.quick else 3)]  # steps compared
     options = {"compiler_options": common.QUICK_COMPILER_OPTIONS} if args.quick else {}
     for method in ["ROSU"] if args.quick else ["ROSU", "UAM"]:
         stepper = make_stepper(method, terms)
@@ -109,26 +107,17 @@ def sharded_child(args) -> None:
                             f"sharded {common.fmt_seconds(sharded_t['median_s'])}")
 
 
-def ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = common.base_parser(__doc__, "benchmarks/results/scaling.jsonl")
-    parser.add_argument("--mlp-hidden", type=ints, help="MLP hidden widths h")
-    parser.add_argument("--cnn-width", type=ints, help="small-CNN base widths w")
+    parser.add_argument("--mlp-hidden", type=lambda text: [int(x) for x in text.split(",")], help="MLP hidden widths h")
     parser.add_argument("--methods", default="FT,UAM,ROSU,ROSU-lagged")
-    parser.add_argument("--no-mlp", action="store_true")
     parser.add_argument("--no-cnn", action="store_true")
     parser.add_argument("--no-sharded", action="store_true", help="skip part 2 (the fake devices)")
-    parser.add_argument("--fake-devices", type=int, default=8)
-    parser.add_argument("--sharded-steps", type=int, default=3, help="steps compared for correctness")
     parser.add_argument("--sharded-child", action="store_true", help="(internal) run part 2 in this process")
     parser.set_defaults(warmup=1)  # large sizes take seconds per step on a CPU: 1 warm-up call, 3 timed rounds
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 3)
-    args.sharded_steps = min(args.sharded_steps, 2) if args.quick else args.sharded_steps
     if args.sharded_child:
         sharded_child(args)
         return 0
@@ -137,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     scaling_part(args, env)
     if args.no_sharded:
         return 0
-    child_env = {**os.environ, "JAX_PLATFORMS": "cpu",
-                 "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {FAKE_DEVICES_FLAG}={args.fake_devices}".strip()}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={FAKE_DEVICES}".strip()
+    child_env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
     cmd = [sys.executable, "-m", "benchmarks.scaling", *argv, "--sharded-child"]
     return subprocess.run(cmd, env=child_env, cwd=common.REPO, check=False).returncode
 
