@@ -249,12 +249,9 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
                         help="compute dtype of the JAX models (the torch half stays float32)")
     parser.add_argument("--jax-methods", default=",".join(JAX_METHODS), help="comma-separated subset of "
                         + ", ".join(JAX_METHODS))
-    parser.add_argument("--torch-methods", default=",".join(TORCH_METHODS), help="comma-separated subset of "
-                        + ", ".join(TORCH_METHODS))
     parser.add_argument("--mesh", help="run the JAX steps data-parallel on this mesh, e.g. data=2 (needs as many "
                         "devices: XLA_FLAGS=--xla_force_host_platform_device_count=2)")
     parser.add_argument("--setting", default="default", help="name of the speed setting, recorded in every record")
-    parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--allow-loaded", action="store_true",
                         help="run even when the load average exceeds the core count (records marked loaded)")
     parser.add_argument("--settle", type=float, default=120.0,
@@ -263,11 +260,9 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
     cases = (QUICK_CASE,) if args.quick else tuple(c for c in CASES if (not args.models or c["model"] in args.models)
                                                    and (not args.datasets or c["dataset"] in args.datasets))
     cases = tuple({**c, "batch": args.batch} for c in cases) if args.batch else cases
-    jax_methods, torch_methods = (tuple(x for x in names.split(",") if x) for names in (args.jax_methods,
-                                                                                        args.torch_methods))
-    unknown = sorted(set(jax_methods) - set(JAX_METHODS)) + sorted(set(torch_methods) - set(TORCH_METHODS))
-    if unknown:
-        parser.error(f"unknown method(s) {unknown}; JAX: {', '.join(JAX_METHODS)}; torch: {', '.join(TORCH_METHODS)}")
+    jax_methods = tuple(x for x in args.jax_methods.split(",") if x)
+    if unknown := sorted(set(jax_methods) - set(JAX_METHODS)):
+        parser.error(f"unknown method(s) {unknown}; JAX: {', '.join(JAX_METHODS)}")
     args.repeats = args.repeats or (2 if args.quick else 7)
     args.min_time = args.min_time if args.min_time is not None else 0.05 if args.quick else 1.0
     args.warmup = min(args.warmup, 1) if args.quick else args.warmup
@@ -279,8 +274,7 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
     try:
         workers["jax"] = JaxSide()  # in this process: idle while the torch worker runs
         if use_torch:
-            workers["torch"] = Worker("torch", [args.torch_python, "-m", "benchmarks.peer.torch_side",
-                                                str(args.torch_threads)])
+            workers["torch"] = Worker("torch", [args.torch_python, "-m", "benchmarks.peer.torch_side"])
         env = {name: worker.call(cmd="info") for name, worker in workers.items()}
         if use_torch:
             env["torch"] |= {"jax": env["jax"]["jax"], "cpu_count": cpus}
@@ -294,7 +288,7 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
                 if not args.allow_loaded:
                     return REFUSED
             methods = {"jax": ("UAM",) if args.quick else jax_methods}
-            methods |= {"torch": torch_methods} if use_torch and torch_methods else {}
+            methods |= {"torch": TORCH_METHODS} if use_torch else {}
             with tempfile.TemporaryDirectory(prefix="rosu-peer-") as tmp:
                 for rec in run_case(case, workers, methods, args, Path(tmp), env, loadavg):
                     rec.update(loadavg_1m_at_start=load, load_limit=cpus, loaded=common.too_loaded(load, cpus))

@@ -1,5 +1,5 @@
 """The PyTorch half of the peer benchmark, run in its own environment (torch, torchunlearn, numpy; no JAX, no rosu_jax)
-as ``python -m benchmarks.peer.torch_side THREADS``: one JSON command per line in (``info``, ``setup``, ``run``: K
+as ``python -m benchmarks.peer.torch_side`` (2 threads): one JSON command per line in (``info``, ``setup``, ``run``: K
 timed steps of one case, ``parity``, ``quit``), one JSON answer per line out. The models replicate ``rosu_jax.models``
 layer for layer, module names included, so the JAX half's parameters load here. ``torchunlearn-UAM`` is
 ``torchunlearn.optim.UAM``'s own step (its ascent pass runs on cat(forget, retain)); ``torch-UAM`` is rosu_jax's
@@ -261,5 +261,5 @@ def serve(handlers: dict[str, Callable[[dict], dict]]) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    torch.set_num_threads(2)
     serve({"info": info, "setup": setup, "run": run, "parity": parity})
