@@ -1,10 +1,6 @@
-"""One report of every benchmark record: ``REPORT.md`` (every kind) and ``STEPS.md`` (the step benchmarks), with plots.
-
-Of the records of every ``*.jsonl`` with the same file, kind, mode and case the last wins. A kind (a record's
-``benchmark``) may register hooks in ``KINDS``; one without gets a table of all its fields.
-
-  python -m benchmarks.report [--results benchmarks/results]
-"""
+"""``REPORT.md`` (every kind of record) and ``STEPS.md`` (the step benchmarks), with plots, from the ``*.jsonl`` of
+``--results``: the last record of a file, kind, mode and case wins; a kind without hooks in ``KINDS`` gets a table
+of all its fields."""
 
 from __future__ import annotations
 
@@ -136,10 +132,13 @@ def target_results(recs: list[dict], target) -> tuple[int, int]:
     return sum(checked), len(checked)
 
 
+def heading(title: str, recs: list[dict]) -> list[str]:
+    return [f"## {title}", "", f"Machine: {machine(recs)}.", "", *load_warning(recs)]
+
+
 def kind_section(kind: str, recs: list[dict], out_dir: Path) -> list[str]:
     hooks = KINDS.get(kind, Kind())
-    lines = [f"## {kind}", "", f"{len(recs)} records from {', '.join(sorted({r['_source'] for r in recs}))}.", "",
-             f"Machine: {machine(recs)}.", "", *load_warning(recs)]
+    lines = [*heading(kind, recs), f"{len(recs)} records from {', '.join(sorted({r['_source'] for r in recs}))}.", ""]
     for key, threshold, meaning in hooks.targets:
         met, checked = target_results(recs, (key, threshold))
         lines.append(f"- Target `{key} <= {threshold:g}` ({meaning}): met in {met}/{checked} records.")
@@ -210,7 +209,7 @@ def steps_step_cost(recs: list[dict], out_dir: Path) -> list[str]:
         dev = [r for r in recs if r.get("device_kind") == device]
         cases = {r["case"]: r for r in dev}
         models = list(dict.fromkeys(r["case"].rsplit("/", 1)[0] for r in dev))
-        lines += [f"## Step cost ({device})", "", f"Machine: {machine(dev)}.", "", *load_warning(dev)]
+        lines += heading(f"Step cost ({device})", dev)
         s = common.fmt_seconds
         rows = [[model, r.get("batch_size"), f"{r['n_params']:,}", m, r.get("gradient_evaluations") or "-",
                  s(r["median_s"]), f"{s(r['p10_s'])}–{s(r['p90_s'])}",
@@ -224,15 +223,12 @@ def steps_step_cost(recs: list[dict], out_dir: Path) -> list[str]:
                  ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in (r.get("met") or {}).items()
                            if v is not None and (k != "projection_share" or model.startswith("resnet18")))]
                 for model in models if (r := cases.get(f"{model}/ratios"))]
-        lines += ["", "Ratios of step times measured within one run (interleaved rounds): the median of the per-round "
-                  "ratios, p10–p90 in brackets:", "",
+        lines += ["", "Ratios within one run: median of the per-round ratios [p10–p90]:", "",
                   *md_table(["model", "ROSU/UAM", "ROSU-lagged/UAM", "ROSU/FT", "UAM/FT", "ROSU/ROSU-noproj",
                              "projection share (timed alone)", "projection share (ROSU − noproj)", "targets met"],
                             rows),
-                  "", "Targets: ROSU-lagged step time ≤ 1.03 × UAM; ROSU fresh ≤ 1.5 × UAM; the projection ≤ 2% of a "
-                  "ResNet-18 ROSU step. g_f and g_r do **not** share a forward pass (separate `value_and_grad` calls "
-                  "on the forget batch in eval mode and the retain batch in train mode; with train-mode BatchNorm a "
-                  "shared pass would change the maths), so ROSU fresh costs 3 gradients to UAM's 2.", ""]
+                  "", "Targets: ROSU-lagged ≤ 1.03 × UAM; ROSU ≤ 1.5 × UAM; projection ≤ 2% of a ResNet-18 ROSU step. "
+                  "g_f (eval mode) and g_r (train mode) share no forward pass: ROSU takes 3 gradients, UAM 2.", ""]
         fig = Figure(figsize=(4.2 * len(models), 3.4))
         axes = fig.subplots(1, len(models), squeeze=False)
         for ax, model in zip(axes[0], models, strict=True):
@@ -256,14 +252,9 @@ def steps_memory(recs: list[dict], out_dir: Path) -> list[str]:
              mib(r.get("temp_bytes")), mib(r.get("peak_bytes")), f"{r.get('extra_peak_bytes_over_uam', 0):,}",
              num(r.get("extra_peak_over_uam_param_trees"), 2)] for r in recs]
     return ["## Memory of the compiled step (XLA memory analysis)", "",
-            "MiB; peak = temp + arguments + outputs − aliased. Extra over UAM in bytes and in parameter trees (P = "
-            "float32 bytes of the parameters).", "",
+            "MiB; peak = temp + arguments + outputs − aliased; P = the parameters' bytes.", "",
             *md_table(["model", "device", "method", "params MiB (P)", "args", "outputs", "temp", "peak",
-                       "extra peak over UAM (bytes)", "extra (P)"], rows), "",
-            "What the maths needs: UAM (2 gradients) keeps its last surrogate gradient in the state for its κ "
-            "diagnostic (+1 P in arguments and outputs); ROSU fresh holds g_r at θ while δ is formed (+1 P of "
-            "temporaries) and keeps no tree in the state; ROSU lagged keeps the previous g̃ in the state exactly as "
-            "UAM does.", ""]
+                       "extra peak over UAM (bytes)", "extra (P)"], rows), ""]
 
 
 def steps_scaling(recs: list[dict], out_dir: Path) -> list[str]:
@@ -290,9 +281,9 @@ def steps_scaling(recs: list[dict], out_dir: Path) -> list[str]:
     ax.legend(fontsize=7, ncol=2)
     ax.grid(True, which="both", alpha=0.3)
     png = save(fig, out_dir / "step_scaling.png")
-    return ["## Step time vs parameter count", "", f"Machine: {machine(recs)}.", "", *load_warning(recs),
-            *md_table(["case", "params", "batch", "FT", "UAM", "ROSU", "ROSU-lagged", "projection", "ROSU/UAM",
-                       "projection share", "projection ns/param"], rows), "", f"![step scaling]({png.name})", ""]
+    header = ["case", "params", "batch", *SCALING_COLORS, "ROSU/UAM", "projection share", "projection ns/param"]
+    return [*heading("Step time vs parameter count", recs), *md_table(header, rows), "", f"![step scaling]({png.name})",
+            ""]
 
 
 def steps_sharded(recs: list[dict], out_dir: Path) -> list[str]:
@@ -306,8 +297,7 @@ def steps_sharded(recs: list[dict], out_dir: Path) -> list[str]:
 
 
 def steps_end_to_end(recs: list[dict], out_dir: Path) -> list[str]:
-    lines = ["## End to end (subprocess; cold = fresh empty cache)", "", f"Machine: {machine(recs)}.", "",
-             *load_warning(recs)]
+    lines = heading("End to end (subprocess; cold = fresh empty cache)", recs)
     if repeated := [r for r in recs if "runs" in r]:
         lines += md_table(["case", "command", "runs", "median wall", "min–max", "job's own total (median)",
                            "max 1-min load", "exit"],
@@ -326,8 +316,7 @@ def steps_end_to_end(recs: list[dict], out_dir: Path) -> list[str]:
                           [[r["case"], f"`{r['command']}`", f"{r['wall_s']:.1f} s", f"{num(r.get('job_total_s'), 1)} s",
                             r["returncode"]] for r in single]) + [""]
     if rows := [r for r in recs if "rte_ratio" in r]:
-        lines += ["Per method (the pipeline's rows: `seconds` = the run's wall time, `rte_ratio` = seconds / Retrain's "
-                  "seconds):", "",
+        lines += ["Per method (the pipeline's rows; RTE / Retrain = seconds / Retrain's seconds):", "",
                   *md_table(["run", "scenario", "method", "seconds", "RTE / Retrain", "UA", "RA", "TA", "MIA"],
                             [[r["parent_case"], r.get("scenario"), r["method"], num(r["seconds"], 1),
                               num(r["rte_ratio"]), *(num(r.get(k), 1) for k in ("UA", "RA", "TA", "MIA"))]
@@ -372,10 +361,8 @@ def table_lm_steps(recs: list[dict]) -> list[str]:
             if ratios.get("not_run"):
                 lines.append("Not run: " + "; ".join(f"{m} ({why})" for m, why in ratios["not_run"].items()) + ".")
         lines.append("")
-    return lines + ["Step ms: median over interleaved rounds. Peak: XLA's memory analysis of the step (arguments, "
-                    "outputs and temporaries) / the device's high-water mark of the whole run so far. MFU: model "
-                    "FLOPs (6 · parameters · tokens per gradient evaluation) per second over the device's dense "
-                    "bf16 peak; LoRA rows count the full model's FLOPs. Ratios: median of per-round ratios."]
+    return lines + ["Peak: XLA's memory analysis of the step / the device's high-water mark so far. MFU: 6 · "
+                    "parameters · tokens per gradient evaluation per second over the dense bf16 peak."]
 
 
 KINDS: dict[str, Kind] = {
@@ -416,10 +403,9 @@ def build_reports(results: Path) -> tuple[Path, Path]:
     for rec in records:
         kinds.setdefault(rec["benchmark"], []).append(rec)
     devices = sorted({str(r.get("device_kind")) for r in records})
-    report = ["# Benchmark report", "", f"Generated by `python -m benchmarks.report` from `{results.name}/*.jsonl` "
-              f"({len(records)} records, {len(kinds)} kinds; device kinds: {', '.join(devices)}). Times are medians "
-              "after warm-up; compile time is reported apart. Records marked **LOADED** were measured while the "
-              "1-minute load average exceeded the core count.", "", "## Targets", ""]
+    report = ["# Benchmark report", "", f"From `{results.name}/*.jsonl` ({len(records)} records, {len(kinds)} kinds; "
+              f"device kinds: {', '.join(devices)}); **LOADED**: load average above the core count.", "", "## Targets",
+              ""]
     for kind, recs in kinds.items():
         for key, threshold, meaning in KINDS.get(kind, Kind()).targets:
             met, checked = target_results(recs, (key, threshold))
@@ -430,11 +416,9 @@ def build_reports(results: Path) -> tuple[Path, Path]:
     for kind, hooks in KINDS.items():
         if hooks.absent and kind not in kinds:
             what, out = hooks.absent
-            report += [f"## {kind}", "", f"**No GPU record exists yet**: `benchmarks/{kind}.py` ({what}) has not been "
-                       f"run on a GPU. Run `timeout --signal=INT 570 python -m benchmarks.{kind} --out "
-                       f"benchmarks/results/{out}` where one is lent, then this report.", ""]
-    steps = ["# Step benchmarks", "", f"Generated by `python -m benchmarks.report` from `{results.name}/*.jsonl`. "
-             "Ratios are within one run; absolute times belong to the machine named.", ""]
+            report += [f"## {kind}", "", f"**No GPU record exists yet**: `benchmarks/{kind}.py` ({what}); run `python "
+                       f"-m benchmarks.{kind} --out benchmarks/results/{out}` on a GPU.", ""]
+    steps = ["# Step benchmarks", "", f"From `{results.name}/*.jsonl`; absolute times belong to the machine named.", ""]
     for kind, hooks in KINDS.items():
         if hooks.steps and kinds.get(kind):
             steps += hooks.steps(kinds[kind], results)
