@@ -1,10 +1,8 @@
 """The PyTorch peer: rosu_jax's UAM, ROSU and ROSU-lagged (JAX, in this process) against torchunlearn's UAM and a
-plain-PyTorch UAM (``torch_side``, a worker in a torch environment of its own): the same models, initial weights and
-batches, SGD, float32 on CPU, ``--repeats`` blocks of ~``--min-time`` seconds per method timed round-robin across both
-halves. Records ``peer`` with ``record`` 'case' (steps/s), 'ratio' (JAX over torch) and 'parity' (max |logit
-difference|). Before each case the driver waits up to ``--settle`` s for the load to fall to the core count, else
-refuses (exit 3) unless ``--allow-loaded`` (records marked ``loaded``). ``benchmarks/speed_settings.py`` sweeps the
-settings (``--mesh``, ``--dtype``, ``--setting``), one process each.
+plain-PyTorch UAM (``torch_side``, a worker in a torch environment of its own), with the same models, weights and
+batches, SGD, float32 on CPU: ``--repeats`` blocks of ~``--min-time`` s per method, round-robin. Records ``peer``
+'case' (steps/s), 'ratio' (JAX over torch) and 'parity' (max |logit difference|). A case waits up to ``--settle`` s
+for the load to fall to the core count, else exits 3 unless ``--allow-loaded`` (records marked ``loaded``).
 
 The torch environment, kept apart from the project's (without it only the JAX half runs, and says why):
   python3 -m venv torchenv && torchenv/bin/pip install torch torchunlearn
@@ -148,11 +146,9 @@ class Worker:
     def call(self, **msg: Any) -> dict[str, Any]:
         self.proc.stdin.write(json.dumps(msg) + "\n")
         self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
+        if not (line := self.proc.stdout.readline()):
             raise RuntimeError(f"the {self.name} worker exited (code {self.proc.poll()}) during {msg['cmd']}")
-        reply = json.loads(line)
-        if "error" in reply:
+        if "error" in (reply := json.loads(line)):
             raise RuntimeError(f"{self.name} worker: {reply['error']}")
         return reply
 
@@ -193,11 +189,9 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
            "model_kwargs": case.get("model_kwargs"), "warmup": args.warmup, **HYPER,
            "jax_model_kwargs": {"dtype": args.dtype} if args.dtype != "float32" else None, "mesh": args.mesh}
     keys = [(framework, method) for framework, names in methods.items() for method in names]
-    setups = {(framework, method): workers[framework].call(cmd="setup", case_id=f"{label}/{method}", method=method,
-                                                           **msg)
-              for framework, method in keys}  # JAX first: it writes the initial weights the torch half loads
-    counts = {s["n_params"] for s in setups.values()}
-    if len(counts) != 1:
+    # JAX first: it writes the initial weights the torch half loads
+    setups = {(f, m): workers[f].call(cmd="setup", case_id=f"{label}/{m}", method=m, **msg) for f, m in keys}
+    if len(counts := {s["n_params"] for s in setups.values()}) != 1:
         raise SystemExit(f"{label}: the halves' parameter counts differ: {counts}")
     records = []
     if "torch" in workers and not case.get("model_kwargs"):
@@ -270,6 +264,7 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
     use_torch, why = (False, "--no-torch given") if args.no_torch else torch_available(args.torch_python)
     if not use_torch:
         common.progress(f"SKIP torch half: {why}. Only the JAX half runs (no ratios).")
+    methods = {"jax": ("UAM",) if args.quick else jax_methods, **({"torch": TORCH_METHODS} if use_torch else {})}
     workers: dict[str, Any] = {}
     try:
         workers["jax"] = JaxSide()  # in this process: idle while the torch worker runs
@@ -281,14 +276,11 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = co
         for case in cases:
             load = loadavg() if args.allow_loaded else settled_load(loadavg, cpus, args.settle)
             if common.too_loaded(load, cpus):
-                common.progress(f"{'WARNING' if args.allow_loaded else 'REFUSED'}: 1-minute load average {load:.2f} "
-                                f"on {cpus} cores: other work competes for the CPU. " + (
-                                    "Running anyway (--allow-loaded): the records are marked loaded." if
-                                    args.allow_loaded else "Wait for a quiet machine, or pass --allow-loaded."))
+                common.progress(f"{'WARNING' if args.allow_loaded else 'REFUSED'}: 1-minute load average {load:.2f} on "
+                                f"{cpus} cores. " + ("Running anyway (--allow-loaded): the records are marked loaded."
+                                                     if args.allow_loaded else "Wait, or pass --allow-loaded."))
                 if not args.allow_loaded:
                     return REFUSED
-            methods = {"jax": ("UAM",) if args.quick else jax_methods}
-            methods |= {"torch": TORCH_METHODS} if use_torch else {}
             with tempfile.TemporaryDirectory(prefix="rosu-peer-") as tmp:
                 for rec in run_case(case, workers, methods, args, Path(tmp), env, loadavg):
                     rec.update(loadavg_1m_at_start=load, load_limit=cpus, loaded=common.too_loaded(load, cpus))

@@ -1,10 +1,7 @@
-"""The PyTorch half of the peer benchmark, run in its own environment (torch, torchunlearn, numpy; no JAX, no rosu_jax)
-as ``python -m benchmarks.peer.torch_side`` (2 threads): one JSON command per line in (``info``, ``setup``, ``run``: K
-timed steps of one case, ``parity``, ``quit``), one JSON answer per line out. The models replicate ``rosu_jax.models``
-layer for layer, module names included, so the JAX half's parameters load here. ``torchunlearn-UAM`` is
-``torchunlearn.optim.UAM``'s own step (its ascent pass runs on cat(forget, retain)); ``torch-UAM`` is rosu_jax's
-2-gradient UAM in plain PyTorch, without the JAX step's forward-only retain pass at θ for the BatchNorm statistics.
-"""
+"""The PyTorch half of the peer benchmark, in its own environment (torch, torchunlearn, numpy): one JSON command per
+line in (``info``, ``setup``, ``run``, ``parity``, ``quit``), one JSON answer per line out. The models replicate
+``rosu_jax.models`` module for module, so the JAX half's parameters load. ``torchunlearn-UAM`` is torchunlearn's own
+step (ascent on cat(forget, retain)); ``torch-UAM`` is rosu_jax's 2-gradient UAM in plain PyTorch."""
 
 from __future__ import annotations
 
@@ -27,8 +24,8 @@ BN_MOMENTUM_TORCH = 0.1  # = 1 - Flax's 0.9
 
 
 class SameConv(nn.Module):
-    """A bias-free conv. ``same_padding`` pads like XLA's 'SAME' (stride 2: (0, 1)), for the parity check only; the
-    timed models use PyTorch's symmetric padding (the same shapes and FLOPs)."""
+    """A bias-free conv; ``same_padding`` pads like XLA's 'SAME' (stride 2: (0, 1)) for the parity check, the timed
+    models pad symmetrically (the same shapes and FLOPs)."""
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, same_padding: bool):
         super().__init__()
@@ -49,12 +46,10 @@ class TorchSmallCNN(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, widths=(32, 64), hidden: int = 128, same_padding=False):
         super().__init__()
         self.num_stages = len(widths)
-        c_in = in_channels
-        for i, w in enumerate(widths):
+        for i, (c_in, w) in enumerate(zip((in_channels, *widths[:-1]), widths, strict=True)):
             setattr(self, f"conv{i}", SameConv(c_in, w, 3, 1 if i == 0 else 2, same_padding))
             setattr(self, f"bn{i}", _bn(w))
-            c_in = w
-        self.fc1 = nn.Linear(c_in, hidden)
+        self.fc1 = nn.Linear(widths[-1], hidden)
         self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x):
@@ -92,26 +87,22 @@ class TorchResNet18(nn.Module):
         super().__init__()
         self.stem_conv = SameConv(in_channels, 64, 3, 1, same_padding)
         self.stem_bn = _bn(64)
-        names, c_in = [], 64
+        c_in = 64
         for s, (width, stride) in enumerate(self.STAGES):
             for b in range(2):
-                name = f"layer{s + 1}_block{b}"
-                setattr(self, name, TorchBasicBlock(c_in, width, stride if b == 0 else 1, same_padding))
-                names.append(name)
+                setattr(self, f"layer{s + 1}_block{b}", TorchBasicBlock(c_in, width, stride if b == 0 else 1,
+                                                                        same_padding))
                 c_in = width
-        self.block_names = tuple(names)
         self.fc = nn.Linear(c_in, num_classes)
 
     def forward(self, x):
         x = F.relu(self.stem_bn(self.stem_conv(x)))
-        for name in self.block_names:
-            x = getattr(self, name)(x)
+        for block in (m for m in self.children() if isinstance(m, TorchBasicBlock)):  # in the order they were set
+            x = block(x)
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def build_torch_model(name: str, num_classes: int, in_channels: int, *, same_padding=False, **kwargs) -> nn.Module:
-    model = {"small_cnn": TorchSmallCNN, "resnet18": TorchResNet18}[name]
-    return model(num_classes, in_channels, same_padding=same_padding, **kwargs)
+MODELS = {"small_cnn": TorchSmallCNN, "resnet18": TorchResNet18}
 
 
 def load_jax_params(model: nn.Module, npz_path: str) -> None:
@@ -123,16 +114,10 @@ def load_jax_params(model: nn.Module, npz_path: str) -> None:
     for key in arrays.files:
         value = arrays[key]
         path, leaf = key.rsplit("/", 1)
-        module = path.replace("/", ".")
-        if leaf == "kernel" and value.ndim == 4:
-            target, value = f"{module}.conv.weight", value.transpose(3, 2, 0, 1)
-        elif leaf == "kernel":
-            target, value = f"{module}.weight", value.T
-        elif leaf == "scale":
-            target = f"{module}.weight"
-        else:
-            target = f"{module}.{leaf}"
-        param = by_name[target]
+        conv = leaf == "kernel" and value.ndim == 4  # HWIO -> OIHW; a dense kernel (in, out) -> (out, in)
+        param = by_name[path.replace("/", ".") + {"kernel": ".conv.weight" if conv else ".weight",
+                                                  "scale": ".weight"}.get(leaf, f".{leaf}")]
+        value = value.transpose(3, 2, 0, 1) if conv else value.T if leaf == "kernel" else value
         if tuple(param.shape) != value.shape:
             raise ValueError(f"{key}: JAX shape {value.shape} vs torch {tuple(param.shape)}")
         with torch.no_grad():
@@ -180,9 +165,7 @@ def make_plain_uam(model: nn.Module, lr: float, momentum: float, weight_decay: f
 
 
 STEP_FACTORIES = {"torchunlearn-UAM": make_torchunlearn_uam, "torch-UAM": make_plain_uam}
-
-
-CASES: dict[str, tuple] = {}
+CASES: dict[str, tuple] = {}  # case id -> (step, forget, retain)
 
 
 def _to_torch(images_nhwc: np.ndarray, labels: np.ndarray):
@@ -191,19 +174,14 @@ def _to_torch(images_nhwc: np.ndarray, labels: np.ndarray):
 
 
 def info(_: dict[str, Any]) -> dict[str, Any]:
-    try:
-        torchunlearn = metadata.version("torchunlearn")
-    except metadata.PackageNotFoundError:
-        torchunlearn = None
     return {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "torchunlearn": torchunlearn, "numpy": np.__version__, "torch_num_threads": torch.get_num_threads(),
-            "backend": "cpu", "device_kind": "cpu"}
+            "torchunlearn": metadata.version("torchunlearn"), "numpy": np.__version__,
+            "torch_num_threads": torch.get_num_threads(), "backend": "cpu", "device_kind": "cpu"}
 
 
 def setup(msg: dict[str, Any]) -> dict[str, Any]:
     data = np.load(msg["data_path"])
-    model = build_torch_model(msg["model"], msg["num_classes"], data["forget_x"].shape[-1],
-                              **(msg.get("model_kwargs") or {}))
+    model = MODELS[msg["model"]](msg["num_classes"], data["forget_x"].shape[-1], **(msg.get("model_kwargs") or {}))
     load_jax_params(model, msg["params_path"])
     forget = _to_torch(data["forget_x"], data["forget_y"])
     retain = _to_torch(data["retain_x"], data["retain_y"])
@@ -212,8 +190,8 @@ def setup(msg: dict[str, Any]) -> dict[str, Any]:
     for _ in range(msg["warmup"]):
         step(forget, retain)
     CASES[msg["case_id"]] = (step, forget, retain)
-    n_params = sum(p.numel() for p in model.parameters())
-    return {"n_params": n_params, "warmup_s": time.perf_counter() - t0, "compile_s": None}
+    return {"n_params": sum(p.numel() for p in model.parameters()), "warmup_s": time.perf_counter() - t0,
+            "compile_s": None}
 
 
 def run(msg: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +207,7 @@ def parity(msg: dict[str, Any]) -> dict[str, Any]:
     """Eval-mode logits of the torch model (XLA 'SAME' padding) with the JAX parameters vs the JAX logits."""
     data = np.load(msg["data_path"])
     reference = np.load(msg["logits_path"])["logits"]
-    model = build_torch_model(msg["model"], msg["num_classes"], data["retain_x"].shape[-1], same_padding=True)
+    model = MODELS[msg["model"]](msg["num_classes"], data["retain_x"].shape[-1], same_padding=True)
     load_jax_params(model, msg["params_path"])
     model.eval()
     with torch.no_grad():
