@@ -1,5 +1,4 @@
-"""What every benchmark shares: the environment record, the load average, compiling and round-robin timing, JSONL
-records (conventions: ``benchmarks/README.md``)."""
+"""What every benchmark shares: environment, load average, compiling, round-robin timing, JSONL records."""
 
 from __future__ import annotations
 
@@ -23,9 +22,8 @@ ENV_KEYS = ("python", "platform", "jax", "jaxlib", "flax", "optax", "numpy", "ba
 
 
 def cifar10_dir(given: str | None = None) -> Path | None:
-    """A folder of CIFAR-10 images (train/<class>, test/<class>): ``given``, else ``$CIFAR_DIR``, else
-    ``shared/data/cifar10-jpeg`` beside the checkout; None when there is none (the caller skips, saying so). A
-    folder given explicitly is the only candidate: a wrong path must not silently run on other data."""
+    """A CIFAR-10 image folder (train/<class>, test/<class>): ``given`` (then the only candidate), else ``$CIFAR_DIR``,
+    else ``shared/data/cifar10-jpeg`` beside the checkout; None when there is none (the caller skips, saying so)."""
     candidates = [given] if given else [os.environ.get("CIFAR_DIR"), REPO.parent / "shared" / "data" / "cifar10-jpeg"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "train").is_dir() and (Path(candidate) / "test").is_dir():
@@ -56,17 +54,10 @@ def too_loaded(load: float | None, cpus: int | None) -> bool:
 def environment() -> dict[str, Any]:
     """The machine, the device kind and the library versions, stored with every record (keys: ``ENV_KEYS``)."""
     devices = jax.devices()
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        **{name: _version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")},
-        "backend": jax.default_backend(),
-        "device_kind": devices[0].device_kind,
-        "device_count": len(devices),
-        "cpu_count": os.cpu_count(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "loadavg_1m": loadavg_1m(),
-    }
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            **{name: _version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")},
+            "backend": jax.default_backend(), "device_kind": devices[0].device_kind, "device_count": len(devices),
+            "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""), "loadavg_1m": loadavg_1m()}
 
 
 def record(benchmark: str, case: str, env: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -130,10 +121,8 @@ def compile_fn(name: str, fn: Callable, *args, quick: bool = False) -> Timed:
 
 def time_fn(targets: Sequence[Timed], *, warmup: int, repeats: int, min_time: float = 0.0,
             max_repeats: int = 200) -> None:
-    """Warm each target up, then time them round-robin (one call of each per round) until every target has
-    ``repeats`` calls and, with ``min_time``, the slowest has run that many seconds (at most ``max_repeats``
-    rounds). Round-robin makes drifts in machine load hit every target alike, so ratios are taken within one
-    run. Each call ends in ``jax.block_until_ready``. Appends to ``target.times``."""
+    """Warm each target up, then time them round-robin (load drifts hit all alike) until each has ``repeats`` calls
+    and, with ``min_time``, the slowest has run that long (at most ``max_repeats`` rounds); appends to ``times``."""
     for target in targets:
         for _ in range(warmup):
             jax.block_until_ready(target.call())
@@ -171,8 +160,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def without_local_paths(text: str, *extra: tuple[str, str]) -> str:
-    """``text`` with this machine's folders replaced (``extra`` pairs first, then the checkout, the home folder),
-    so records and reports carry no absolute path of the machine they were measured on."""
+    """``text`` without this machine's folders (``extra`` (old, new) pairs first, then the checkout and home)."""
     for old, new in (*extra, (str(REPO), "."), (str(Path.home()), "~")):
         text = text.replace(old, new)
     return text

@@ -138,10 +138,7 @@ def heading(title: str, recs: list[dict]) -> list[str]:
 
 def kind_section(kind: str, recs: list[dict], out_dir: Path) -> list[str]:
     hooks = KINDS.get(kind, Kind())
-    lines = [*heading(kind, recs), f"{len(recs)} records from {', '.join(sorted({r['_source'] for r in recs}))}.", ""]
-    for key, threshold, meaning in hooks.targets:
-        met, checked = target_results(recs, (key, threshold))
-        lines.append(f"- Target `{key} <= {threshold:g}` ({meaning}): met in {met}/{checked} records.")
+    lines = [*heading(kind, recs), f"{len(recs)} records from {', '.join(sorted({r['_source'] for r in recs}))}."]
     if hooks.table:
         return [*lines, "", *hooks.table(recs), ""]
     groups: dict[Any, list[dict]] = {}

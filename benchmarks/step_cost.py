@@ -36,13 +36,9 @@ TOTAL_STEPS = 1000  # sets the optimizer's schedules only
 CIFAR_CNN = (("widths", (32, 64, 128)), ("hidden", 128))  # experiments/cifar10_folder_small_cnn.py
 TARGETS = {"rosu_lagged_over_uam": 1.03, "rosu_over_uam": 1.5, "projection_share": 0.02}
 RATIOS = {  # name -> (numerator, denominator)
-    "rosu_over_uam": ("ROSU", "UAM"),
-    "rosu_lagged_over_uam": ("ROSU-lagged", "UAM"),
-    "rosu_over_ft": ("ROSU", "FT"),
-    "uam_over_ft": ("UAM", "FT"),
-    "rosu_lagged_over_ft": ("ROSU-lagged", "FT"),
-    "rosu_over_rosu_noproj": ("ROSU", "ROSU-noproj"),
-    "projection_share": ("projection", "ROSU"),
+    "rosu_over_uam": ("ROSU", "UAM"), "rosu_lagged_over_uam": ("ROSU-lagged", "UAM"), "rosu_over_ft": ("ROSU", "FT"),
+    "uam_over_ft": ("UAM", "FT"), "rosu_lagged_over_ft": ("ROSU-lagged", "FT"),
+    "rosu_over_rosu_noproj": ("ROSU", "ROSU-noproj"), "projection_share": ("projection", "ROSU"),
     "projection_share_lagged": ("projection", "ROSU-lagged"),
 }
 
@@ -205,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = model_cases(args.quick, args.resnet_batch)
     names = args.models.split(",") if args.models else list(cases)
     methods = args.methods.split(",")
-    unknown = [n for n in names if n not in cases] + [m for m in methods if m not in METHODS]
-    if unknown:
+    if unknown := [n for n in names if n not in cases] + [m for m in methods if m not in METHODS]:
         parser.error(f"unknown model case or method {unknown}; cases: {list(cases)}, methods: {list(METHODS)}")
     env = common.environment()
     common.progress(f"device: {env['device_kind']} x{env['device_count']} ({env['backend']}), jax {env['jax']}")
