@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-default", action="store_true", help="skip the default job")
     parser.add_argument("--no-lm", action="store_true", help="skip the tofu and wmdp defaults")
     parser.add_argument("--no-cifar", action="store_true", help="skip the CIFAR-10 run")
-    parser.add_argument("--data-dir", help="CIFAR-10 image folder with train/ and test/ (default: $CIFAR_DIR, or the "
-                        "shared data beside the checkout)")
+    parser.add_argument("--data-dir", help="CIFAR-10 image folder with train/ and test/ (default: $CIFAR_DIR)")
     parser.add_argument("--cli", help="command run in place of rosu-unlearn (smoke tests)")
     args = parser.parse_args(argv)
     installed = shutil.which("rosu-unlearn", path=str(Path(sys.executable).parent))

@@ -85,7 +85,6 @@ def num(x: Any, digits: int = 3) -> str:
 
 
 def sig(x: float | None) -> str:
-    """3 significant digits (a p-value such as FQ spans many orders of magnitude)."""
     return "-" if x is None else f"{x:.3g}"
 
 
@@ -112,12 +111,6 @@ def machine(recs: list[dict]) -> str:
             f"{r.get('platform')}; jax {r.get('jax')}, flax {r.get('flax')}, optax {r.get('optax')}{load}")
 
 
-def load_warning(recs: list[dict]) -> list[str]:
-    n = sum(map(loaded, recs))
-    return [f"**LOADED: {n} of {len(recs)} records were measured while the 1-minute load average exceeded the core "
-            "count; their timings are not the code's alone.**", ""] if n else []
-
-
 def save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -133,7 +126,10 @@ def target_results(recs: list[dict], target) -> tuple[int, int]:
 
 
 def heading(title: str, recs: list[dict]) -> list[str]:
-    return [f"## {title}", "", f"Machine: {machine(recs)}.", "", *load_warning(recs)]
+    """A section's title, its machine and, where some are, how many records were measured on a loaded machine."""
+    n = sum(map(loaded, recs))
+    return [f"## {title}", "", f"Machine: {machine(recs)}.", "", *([f"**LOADED: {n} of {len(recs)} records were "
+            "measured while the 1-minute load average exceeded the core count.**", ""] if n else [])]
 
 
 def kind_section(kind: str, recs: list[dict], out_dir: Path) -> list[str]:
@@ -141,21 +137,18 @@ def kind_section(kind: str, recs: list[dict], out_dir: Path) -> list[str]:
     lines = [*heading(kind, recs), f"{len(recs)} records from {', '.join(sorted({r['_source'] for r in recs}))}."]
     if hooks.table:
         return [*lines, "", *hooks.table(recs), ""]
-    groups: dict[Any, list[dict]] = {}
-    for rec in recs:
-        groups.setdefault(rec.get(hooks.split_by) if hooks.split_by else None, []).append(rec)
+    values = dict.fromkeys(rec.get(hooks.split_by or "") for rec in recs)  # one group without split_by
+    groups = {value: [r for r in recs if r.get(hooks.split_by or "") == value] for value in values}
     for value, group in groups.items():
         if len(groups) > 1:
             lines += ["", f"### {hooks.split_by} = {value}"]
         columns = hooks.columns or list(dict.fromkeys(
             k for r in group for k, v in r.items() if k not in HIDDEN and k not in common.ENV_KEYS))
         header = [*columns, *(f"target: {t[0]} <= {t[1]:g}" for t in hooks.targets), "loaded"]
-        rows = []
-        for rec in group:
-            checks = [target_results([rec], t) for t in hooks.targets]
-            rows.append([*(fmt(get(rec, c), c) for c in columns),
-                         *("n/a" if not n else "met" if met else "**MISSED**" for met, n in checks),
-                         "**LOADED**" if loaded(rec) else "-"])
+        rows = [[*(fmt(get(rec, c), c) for c in columns),
+                 *("n/a" if not n else "met" if met else "**MISSED**" for met, n in
+                   (target_results([rec], t) for t in hooks.targets)), "**LOADED**" if loaded(rec) else "-"]
+                for rec in group]
         lines += ["", *md_table(header, rows)]
     for png in hooks.plots(recs, out_dir) if hooks.plots else []:
         lines += ["", f"![{png.stem}]({png.name})"]
@@ -328,10 +321,9 @@ def table_lm_steps(recs: list[dict]) -> list[str]:
     """Per device and group (every parameter / LoRA trainable): one row per method, then the ratios' targets."""
     lines = []
     if not any(r.get("backend") == "gpu" for r in recs):
-        lines += ["**No GPU record exists yet**: every record here was measured on a "
-                  f"{'/'.join(sorted({str(r.get('backend')) for r in recs}))} backend "
-                  f"({', '.join(sorted({str(r.get('model')) for r in recs}))}); its step times, tokens/s and memory "
-                  "say nothing about a GPU, and MFU is undefined there.", ""]
+        backends, models = ({str(r.get(k)) for r in recs} for k in ("backend", "model"))
+        lines += [f"**No GPU record exists yet**: every record here is from a {'/'.join(sorted(backends))} backend "
+                  f"({', '.join(sorted(models))}); MFU is undefined there.", ""]
     for device, group in sorted({(str(r.get("device_kind")), str(r.get("group"))) for r in recs}):
         cases = {r.get("method") or "ratios": r for r in recs
                  if (str(r.get("device_kind")), str(r.get("group"))) == (device, group)}
@@ -396,9 +388,7 @@ KINDS: dict[str, Kind] = {
 
 def build_reports(results: Path) -> tuple[Path, Path]:
     records = load_records(results)
-    kinds: dict[str, list[dict]] = {}
-    for rec in records:
-        kinds.setdefault(rec["benchmark"], []).append(rec)
+    kinds = {k: [r for r in records if r["benchmark"] == k] for k in dict.fromkeys(r["benchmark"] for r in records)}
     devices = sorted({str(r.get("device_kind")) for r in records})
     report = ["# Benchmark report", "", f"From `{results.name}/*.jsonl` ({len(records)} records, {len(kinds)} kinds; "
               f"device kinds: {', '.join(devices)}); **LOADED**: load average above the core count.", "", "## Targets",

@@ -1,7 +1,6 @@
-"""Step cost of ROSU against fine-tuning and UAM, the projection's share of a step, and each step's memory: one
-compiled step of every method in ``METHODS`` and the projection alone on the model's g_f and g_r, timed round-robin
-per model case (noise images, a one-class forget batch). Records ``step_cost`` '<model>/<method>',
-'<model>/projection', '<model>/ratios' (with the targets ``met``) and ``step_memory`` '<model>/<method>'.
+"""Step cost of ROSU against FT and UAM, the projection's share and each step's memory: every ``METHODS`` step and the
+projection alone, timed round-robin per model case (noise images, a one-class forget batch). Records ``step_cost``
+'<model>/<method>', '<model>/projection', '<model>/ratios' (targets ``met``), ``step_memory`` '<model>/<method>'.
 
   python -m benchmarks.step_cost --out benchmarks/results/step_cost.jsonl
   python -m benchmarks.step_cost --memory-only --models resnet18/cifar --resnet-batch 256 --out memory.jsonl

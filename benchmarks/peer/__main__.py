@@ -198,25 +198,24 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
         workers["jax"].call(cmd="parity", logits_path=str(tmp / "logits.npz"), **msg)
         parity = workers["torch"].call(cmd="parity", logits_path=str(tmp / "logits.npz"), **msg)
         records.append(common.record("peer", f"{label}/parity", env["jax"], record="parity", **base, **parity))
-    steps = {}  # per method: steps per timed block, ~min_time seconds
-    for framework, method in keys:
-        seconds = workers[framework].call(cmd="run", case_id=f"{label}/{method}", steps=1)["seconds"]
-        steps[framework, method] = max(1, round(args.min_time / max(seconds, 1e-6)))
+    def timed(framework: str, method: str, steps: int) -> float:
+        return workers[framework].call(cmd="run", case_id=f"{label}/{method}", steps=steps)["seconds"]
+
+    steps = {k: max(1, round(args.min_time / max(timed(*k, 1), 1e-6))) for k in keys}  # a block: ~min_time s
     rates: dict[tuple, list[float]] = {k: [] for k in keys}
     loads: dict[tuple, list[float | None]] = {k: [] for k in keys}
     for repeat in range(args.repeats):
-        for framework, method in keys if repeat % 2 == 0 else keys[::-1]:
-            loads[framework, method].append(loadavg())
-            reply = workers[framework].call(cmd="run", case_id=f"{label}/{method}", steps=steps[framework, method])
-            rates[framework, method].append(steps[framework, method] / reply["seconds"])
-    for framework, method in keys:
+        for k in keys if repeat % 2 == 0 else keys[::-1]:
+            loads[k].append(loadavg())
+            rates[k].append(steps[k] / timed(*k, steps[k]))
+    for (framework, method), k_rates in rates.items():
         block_loads = [x for x in loads[framework, method] if x is not None]
         rec = common.record(
             "peer", f"{label}/{framework}/{method}", env[framework], record="case", **base, framework=framework,
             method=method, **{"gradient_evaluations": 2, **setups[framework, method]},  # torch: both UAMs take 2
-            steps_per_s_median=statistics.median(rates[framework, method]), steps_per_s=rates[framework, method],
-            spread={f"p{q}": common.percentile(rates[framework, method], q) for q in (10, 90)},
-            repeats=args.repeats, steps_per_block=steps[framework, method],
+            steps_per_s_median=statistics.median(k_rates), steps_per_s=k_rates,
+            spread={f"p{q}": common.percentile(k_rates, q) for q in (10, 90)}, repeats=args.repeats,
+            steps_per_block=steps[framework, method],
             loadavg_1m=statistics.fmean(block_loads) if block_loads else None, loadavg_1m_blocks=block_loads)
         if method == "torchunlearn-UAM":
             rec["note"] = "its ascent pass runs on cat(forget, retain): 2B samples, 3B per step"
@@ -233,23 +232,17 @@ def run_case(case: dict, workers: dict, methods: dict, args, tmp: Path, env: dic
 
 def main(argv: list[str] | None = None, loadavg: Callable[[], float | None] = common.loadavg_1m) -> int:
     parser = common.base_parser(__doc__, "benchmarks/results/peer.jsonl")
-    parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON"),
-                        help="interpreter of the torch environment (default: $TORCH_PYTHON)")
+    parser.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON"), help="default: $TORCH_PYTHON")
     parser.add_argument("--no-torch", action="store_true", help="run only the JAX half")
     parser.add_argument("--models", nargs="*", help="subset of small_cnn, resnet18")
     parser.add_argument("--datasets", nargs="*", help="subset of digits, cifar")
     parser.add_argument("--batch", type=int, help="batch size of every case (default: each case's)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                        help="compute dtype of the JAX models (the torch half stays float32)")
-    parser.add_argument("--jax-methods", default=",".join(JAX_METHODS), help="comma-separated subset of "
-                        + ", ".join(JAX_METHODS))
-    parser.add_argument("--mesh", help="run the JAX steps data-parallel on this mesh, e.g. data=2 (needs as many "
-                        "devices: XLA_FLAGS=--xla_force_host_platform_device_count=2)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the JAX models' dtype")
+    parser.add_argument("--jax-methods", default=",".join(JAX_METHODS), help="comma-separated subset")
+    parser.add_argument("--mesh", help="the JAX steps data-parallel, e.g. data=2 (and as many devices in XLA_FLAGS)")
     parser.add_argument("--setting", default="default", help="name of the speed setting, recorded in every record")
-    parser.add_argument("--allow-loaded", action="store_true",
-                        help="run even when the load average exceeds the core count (records marked loaded)")
-    parser.add_argument("--settle", type=float, default=120.0,
-                        help="seconds to wait for the load to fall to the core count before refusing")
+    parser.add_argument("--allow-loaded", action="store_true", help="run on a loaded machine (records marked loaded)")
+    parser.add_argument("--settle", type=float, default=120.0, help="seconds to wait for the load before refusing")
     args = parser.parse_args(argv)
     cases = (QUICK_CASE,) if args.quick else tuple(c for c in CASES if (not args.models or c["model"] in args.models)
                                                    and (not args.datasets or c["dataset"] in args.datasets))

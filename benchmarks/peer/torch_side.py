@@ -72,10 +72,8 @@ class TorchBasicBlock(nn.Module):
             self.proj_bn = _bn(c_out)
 
     def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        shortcut = self.proj_bn(self.proj_conv(x)) if self.has_projection else x
-        return F.relu(y + shortcut)
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (self.proj_bn(self.proj_conv(x)) if self.has_projection else x))
 
 
 class TorchResNet18(nn.Module):
@@ -131,8 +129,7 @@ def make_torchunlearn_uam(model: nn.Module, lr: float, momentum: float, weight_d
     minimizer = UAM(model, optimizer, rho=rho)
 
     def cost_fn(data, reduction="mean"):
-        x, y = data
-        return F.cross_entropy(model(x), y, reduction="none" if reduction is None else reduction)
+        return F.cross_entropy(model(data[0]), data[1], reduction="none" if reduction is None else reduction)
 
     def step(forget, retain):
         model.train()  # torchunlearn's Trainer.fit sets train mode before every _update_weight
@@ -146,17 +143,15 @@ def make_plain_uam(model: nn.Module, lr: float, momentum: float, weight_decay: f
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     def step(forget, retain):
-        xf, yf = forget
-        xr, yr = retain
         model.eval()  # forget loss with running BatchNorm statistics, as rosu_jax's forget_loss_fn
-        g_f = torch.autograd.grad(F.cross_entropy(model(xf), yf), params)
+        g_f = torch.autograd.grad(F.cross_entropy(model(forget[0]), forget[1]), params)
         with torch.no_grad():
             norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g_f)))
             delta = torch._foreach_mul(g_f, float(rho) / (norm + 1e-12))
             torch._foreach_add_(params, delta)
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(xr), yr).backward()
+        F.cross_entropy(model(retain[0]), retain[1]).backward()
         with torch.no_grad():
             torch._foreach_sub_(params, delta)
         optimizer.step()
@@ -217,8 +212,7 @@ def parity(msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve(handlers: dict[str, Callable[[dict], dict]]) -> None:
-    """Answer commands from stdin until ``quit``; everything else printed goes to stderr, so library chatter cannot
-    corrupt the answers, and a handler that raises answers ``{"error": ...}``."""
+    """Answer stdin's commands until ``quit`` (other output goes to stderr; an exception answers ``{"error": ...}``)."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
