@@ -1,8 +1,7 @@
 """The PyTorch peer: rosu_jax's UAM, ROSU and ROSU-lagged (JAX, in this process) against torchunlearn's UAM and a
-plain-PyTorch UAM (``torch_side``, a worker in a torch environment of its own), with the same models, weights and
-batches, SGD, float32 on CPU: ``--repeats`` blocks of ~``--min-time`` s per method, round-robin. Records ``peer``
-'case' (steps/s), 'ratio' (JAX over torch) and 'parity' (max |logit difference|). A case waits up to ``--settle`` s
-for the load to fall to the core count, else exits 3 unless ``--allow-loaded`` (records marked ``loaded``).
+plain-PyTorch UAM (``torch_side``, a worker in its own torch environment); same models, weights and batches, SGD,
+float32 on CPU, ``--repeats`` blocks of ~``--min-time`` s per method round-robin. Records 'case' (steps/s), 'ratio'
+and 'parity'. A case waits ``--settle`` s for the load to fall to the core count, else exits 3 (``--allow-loaded``).
 
 The torch environment, kept apart from the project's (without it only the JAX half runs, and says why):
   python3 -m venv torchenv && torchenv/bin/pip install torch torchunlearn
@@ -64,13 +63,8 @@ def make_data(dataset: str, batch: int, path: Path) -> str:
     return description
 
 
-def as_batch(x: np.ndarray, y: np.ndarray) -> dict[str, jax.Array]:
-    return {"image": jnp.asarray(x), "label": jnp.asarray(y, dtype=jnp.int32)}
-
-
 class JaxSide:
-    """The JAX half: rosu_jax's UAM (2 gradients), ROSU (3) and ROSU-lagged (2), built by the method registry as the
-    step benchmark builds them, one compiled step per case; ``call`` answers the commands the torch worker answers."""
+    """The JAX half: a compiled step per case (``step_cost``'s steppers); it answers the torch worker's commands."""
 
     def __init__(self):
         self.cases: dict[str, dict[str, Any]] = {}
@@ -96,7 +90,8 @@ class JaxSide:
         np.savez(msg["params_path"], **traverse_util.flatten_dict(jax.device_get(params), sep="/"))
         hyper = {k: msg[k] for k in ("lr", "momentum", "weight_decay", "rho")}
         stepper = make_stepper(msg["method"], loss_terms(apply_fn, msg["num_classes"]), **hyper)
-        forget, retain = as_batch(data["forget_x"], data["forget_y"]), as_batch(data["retain_x"], data["retain_y"])
+        forget, retain = ({"image": jnp.asarray(data[f"{s}_x"]), "label": jnp.asarray(data[f"{s}_y"], dtype=jnp.int32)}
+                          for s in ("forget", "retain"))
         key = jax.random.key(0)
         state, step_fn = stepper.init(params, model_state), stepper.step
         if msg.get("mesh"):  # data-parallel over host devices (XLA_FLAGS=--xla_force_host_platform_device_count=N)
@@ -172,10 +167,8 @@ def torch_available(torch_python: str | None) -> tuple[bool, str]:
 def settled_load(loadavg: Callable[[], float | None], cpus: int, settle_s: float, poll_s: float = 5.0) -> float | None:
     """The 1-minute load average once it is at most ``cpus``, or the last reading after ``settle_s`` seconds."""
     deadline = time.monotonic() + settle_s
-    load = loadavg()
-    while common.too_loaded(load, cpus) and time.monotonic() < deadline:
+    while common.too_loaded(load := loadavg(), cpus) and time.monotonic() < deadline:
         time.sleep(poll_s)
-        load = loadavg()
     return load
 
 

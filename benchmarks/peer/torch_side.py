@@ -24,8 +24,7 @@ BN_MOMENTUM_TORCH = 0.1  # = 1 - Flax's 0.9
 
 
 class SameConv(nn.Module):
-    """A bias-free conv; ``same_padding`` pads like XLA's 'SAME' (stride 2: (0, 1)) for the parity check, the timed
-    models pad symmetrically (the same shapes and FLOPs)."""
+    """A bias-free conv; ``same_padding`` (the parity check) pads like XLA's 'SAME', the timed models symmetrically."""
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, same_padding: bool):
         super().__init__()
