@@ -39,13 +39,6 @@ def loadavg_1m() -> float | None:
         return None
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def too_loaded(load: float | None, cpus: int | None) -> bool:
     """The load rule: a 1-minute load average above the core count means other work competes for the cores."""
     return load is not None and bool(cpus) and load > cpus
@@ -55,7 +48,7 @@ def environment() -> dict[str, Any]:
     """The machine, the device kind and the library versions, stored with every record (keys: ``ENV_KEYS``)."""
     devices = jax.devices()
     return {"python": platform.python_version(), "platform": platform.platform(),
-            **{name: _version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")},
+            **{name: metadata.version(name) for name in ("jax", "jaxlib", "flax", "optax", "numpy")},
             "backend": jax.default_backend(), "device_kind": devices[0].device_kind, "device_count": len(devices),
             "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""), "loadavg_1m": loadavg_1m()}
 
@@ -67,10 +60,8 @@ def record(benchmark: str, case: str, env: dict[str, Any], **fields: Any) -> dic
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (q in [0, 100])."""
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
+    s, pos = sorted(values), (len(values) - 1) * q / 100.0
+    lo, hi = int(pos), min(int(pos) + 1, len(values) - 1)
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
@@ -97,15 +88,13 @@ class Timed:
     times: list[float] = dataclasses.field(default_factory=list)
 
     def timing(self) -> dict[str, Any]:
-        """Median, p10/p90, IQR, min and mean of the per-call times (seconds), compile times, the times."""
         t = self.times
         return {"median_s": statistics.median(t), "p10_s": percentile(t, 10), "p90_s": percentile(t, 90),
                 "iqr_s": percentile(t, 75) - percentile(t, 25), "min_s": min(t), "mean_s": statistics.fmean(t),
                 "repeats": len(t), "lower_s": self.lower_s, "compile_s": self.compile_s, "times_s": t}
 
 
-# --quick: XLA's fastest compile; the timings are meaningless anyway.
-QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+QUICK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}  # --quick: the fastest compile (timings are moot)
 
 
 def compile_fn(name: str, fn: Callable, *args, quick: bool = False) -> Timed:
@@ -182,8 +171,5 @@ def progress(message: str) -> None:
 
 
 def fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    return "-" if seconds is None else (f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else
+                                        f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s")

@@ -1,7 +1,6 @@
-"""End-to-end wall time of ``rosu-unlearn`` in a subprocess, timed from outside (``wall_s``) beside the job's own
-total: 'default-cold' / 'default-warm' (no arguments, a fresh empty ``ROSU_JAX_CACHE``, then the same cache again;
-3 pairs), 'tofu-*' / 'wmdp-*' (the language-model defaults, one pair, with their rows) and 'cifar10/...' (a shortened
-CIFAR-10 run on the JPEGs, skipped when absent, with the pipeline's per-method ``seconds`` and ``rte_ratio``).
+"""Wall time of ``rosu-unlearn`` in a subprocess (``wall_s``) beside the job's own total: 'default-cold' / '-warm' (a
+fresh empty ``ROSU_JAX_CACHE``, then the same again; 3 pairs), 'tofu-*' / 'wmdp-*' (one pair each, with their rows),
+'cifar10/...' (a shortened CIFAR-10 run on the JPEGs if found, with per-method ``seconds`` and ``rte_ratio``).
 
   python -m benchmarks.end_to_end --out benchmarks/results/end_to_end.jsonl
   python -m benchmarks.end_to_end --no-default --no-lm --out cifar.jsonl
@@ -25,9 +24,8 @@ from pathlib import Path
 from benchmarks import common
 
 CIFAR_CONFIG = "experiments/cifar10_folder_small_cnn.py"
-CIFAR_METHODS = ("FT", "UAM", "ROSU")  # class-wise, with these settings (recorded):
-CIFAR_SETTINGS = {"epochs": 2, "unlearn_epochs": 1, "subset": {"train_per_class": 1000, "test_per_class": 300}}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+CIFAR_METHODS = ("FT", "UAM", "ROSU")  # class-wise, with these settings (recorded) on a subset:
+SETTINGS = {"epochs": 2, "unlearn_epochs": 1, "subset": {"train_per_class": 1000, "test_per_class": 300}}
 ROW_FIELDS = ("scenario", "method", "seed", "lr", "UA", "RA", "TA", "MIA", "avg_gap", "seconds", "compile_s",
               "rte_ratio")
 LM_ROW_FIELDS = ("method", "variant", "seed", "forget_quality", "model_utility", "forget_accuracy",
@@ -73,9 +71,8 @@ def default_cases(args, command, env, tmp: Path, task: str | None = None) -> Non
             runs[kind].append({k: v for k, v in result.items() if k != "command"})
         shutil.rmtree(cache, ignore_errors=True)
     for kind, results in runs.items():
-        walls = [r["wall_s"] for r in results]
-        totals = [r["job_total_s"] for r in results if r["job_total_s"] is not None]
-        loads = [r["loadavg_1m"] for r in results if r["loadavg_1m"] is not None]
+        walls, totals, loads = ([r[k] for r in results if r[k] is not None]
+                                for k in ("wall_s", "job_total_s", "loadavg_1m"))
         common.write_jsonl(args.out, common.record(
             "end_to_end", f"{prefix}-{kind}", env, command=shlex.join(["rosu-unlearn", *cli_args]), cache=kind,
             runs=results,
@@ -89,7 +86,7 @@ def subset_folder(src: Path, dst: Path, train_per_class: int | None, test_per_cl
     """``src``'s train/ and test/ class folders with the first N images of each class, as symlinks in ``dst``."""
     for split, n in (("train", train_per_class), ("test", test_per_class)):
         for class_dir in sorted(p for p in (src / split).iterdir() if p.is_dir()):
-            images = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
             (dst / split / class_dir.name).mkdir(parents=True, exist_ok=True)
             for image in images[:n] if n else images:
                 (dst / split / class_dir.name / image.name).symlink_to(image)
@@ -101,22 +98,21 @@ def cifar_case(args, command, env, tmp: Path) -> None:
     if data is None:
         common.progress("[cifar10] skipped: no CIFAR-10 image folder (train/, test/); set CIFAR_DIR or --data-dir")
         return
-    settings = CIFAR_SETTINGS
-    data = subset_folder(data, tmp / "cifar-subset", *settings["subset"].values())
+    data = subset_folder(data, tmp / "cifar-subset", *SETTINGS["subset"].values())
     out_dir = tmp / "cifar-out"
     cli_args = ["--config", CIFAR_CONFIG, "--data-dir", str(data), "--out", str(out_dir), "--no-progress",
-                "--epochs", str(settings["epochs"]), "--unlearn-epochs", str(settings["unlearn_epochs"]), "--methods",
-                ",".join(CIFAR_METHODS), "--scenario", "classwise", "--work-dir", str(tmp / "cifar-work")]
+                "--epochs", str(SETTINGS["epochs"]), "--unlearn-epochs", str(SETTINGS["unlearn_epochs"]),
+                "--methods", ",".join(CIFAR_METHODS), "--scenario", "classwise", "--work-dir", str(tmp / "cifar-work")]
     case = "cifar10/small_cnn/classwise"
     common.progress(f"[{case}]")
     result = run_job(command, cli_args, tmp / "cache-cifar", ((str(data), "$CIFAR_DIR"), (str(tmp), "<tmp>")))
     results_json = out_dir / "results.json"
     rows = [{k: row.get(k) for k in ROW_FIELDS} for row in
             (json.loads(results_json.read_text())["rows"] if results_json.exists() else [])]
-    common.write_jsonl(args.out, common.record("end_to_end", case, env, **result, **settings, fresh_cache=True,
+    common.write_jsonl(args.out, common.record("end_to_end", case, env, **result, **SETTINGS, fresh_cache=True,
                                                methods=list(CIFAR_METHODS), config_file=CIFAR_CONFIG, rows=rows))
     for row in rows:
-        common.write_jsonl(args.out, common.record("end_to_end", f"{case}/{row['method']}", env, **row, **settings,
+        common.write_jsonl(args.out, common.record("end_to_end", f"{case}/{row['method']}", env, **row, **SETTINGS,
                                                    parent_case=case))
 
 

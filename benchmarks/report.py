@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class Kind:
     columns: tuple[str, ...] = ()
     targets: tuple[tuple[str, float, str], ...] = ()  # (key, threshold, what it means): met when value <= threshold
     split_by: str | None = None
-    plots: Callable[[list[dict], Path], list[Path]] | None = None
+    plots: Callable[[list[dict], Path], Iterable[Path]] | None = None
     steps: Callable[[list[dict], Path], list[str]] | None = None
     table: Callable[[list[dict]], list[str]] | None = None  # REPORT.md lines in place of the table of all fields
     absent: tuple[str, str] | None = None  # a GPU benchmark not run yet: (what it measures, its records' file)
@@ -126,7 +126,6 @@ def target_results(recs: list[dict], target) -> tuple[int, int]:
 
 
 def heading(title: str, recs: list[dict]) -> list[str]:
-    """A section's title, its machine and, where some are, how many records were measured on a loaded machine."""
     n = sum(map(loaded, recs))
     return [f"## {title}", "", f"Machine: {machine(recs)}.", "", *([f"**LOADED: {n} of {len(recs)} records were "
             "measured while the 1-minute load average exceeded the core count.**", ""] if n else [])]
@@ -155,8 +154,7 @@ def kind_section(kind: str, recs: list[dict], out_dir: Path) -> list[str]:
     return lines + [""]
 
 
-def plot_projection(recs: list[dict], out_dir: Path) -> list[Path]:
-    written = []
+def plot_projection(recs: list[dict], out_dir: Path) -> Iterator[Path]:
     scaling = sorted((r for r in recs if r.get("mode") == "scaling"), key=lambda r: r["n_params"])
     if scaling:
         n = [r["n_params"] for r in scaling]
@@ -175,7 +173,7 @@ def plot_projection(recs: list[dict], out_dir: Path) -> list[Path]:
             ax.grid(True, which="both", alpha=0.3)
             ax.legend()
         fig.suptitle(machine(scaling), fontsize=8)
-        written.append(save(fig, out_dir / "projection_scaling.png"))
+        yield save(fig, out_dir / "projection_scaling.png")
     cases = [r for r in recs if r.get("mode", "case") == "case"]
     if cases:
         fig = Figure(figsize=(max(6, 0.55 * len(cases) + 2), 4.2))
@@ -187,8 +185,7 @@ def plot_projection(recs: list[dict], out_dir: Path) -> list[Path]:
         ax.set_xticks(list(x), [r["case"] for r in cases], rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("time ratio to copy")
         ax.legend()
-        written.append(save(fig, out_dir / "projection_cases.png"))
-    return written
+        yield save(fig, out_dir / "projection_cases.png")
 
 
 # -- STEPS.md: the step benchmarks ----------------------------------------------------------------------------------

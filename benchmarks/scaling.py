@@ -1,6 +1,5 @@
-"""Step time vs parameter count (``step_scaling``: ``step_cost``'s steps and projection on CIFAR-input MLPs
-3072-h-h-10 and small CNNs of widths (w, 2w, 4w)), and the sharded step on 8 fake CPU devices (``sharded_step``: in a
-subprocess, ROSU and UAM through ``sharded_step`` against one device: max |Δθ|, |Δκ| after a few steps, both times).
+"""Step time vs parameter count (``step_scaling``: ``step_cost``'s steps and projection, MLPs 3072-h-h-10 and small
+CNNs of widths (w, 2w, 4w)); in a subprocess on 8 fake CPU devices, ``sharded_step`` vs one device (|Δθ|, |Δκ|).
 
   python -m benchmarks.scaling --out benchmarks/results/scaling.jsonl
   python -m benchmarks.scaling --mlp-hidden 512,8192 --no-cnn --no-sharded --out sizes.jsonl
@@ -33,8 +32,8 @@ def scaling_part(args, env) -> None:
     for case in cases:
         targets, projection, fields, gradients = step_targets(case, methods, args.quick)
         common.time_fn([*targets, projection], warmup=args.warmup, repeats=args.repeats, min_time=args.min_time or 0.0)
-        kwargs = dict(case.model_kwargs)
-        fields = {**fields, "family": case.model, "width": kwargs.get("hidden" if case.model == "mlp" else "widths")}
+        width = dict(case.model_kwargs)["hidden" if case.model == "mlp" else "widths"]
+        fields = {**fields, "family": case.model, "width": width}
         for t in [*targets, projection]:
             common.write_jsonl(args.out, common.record(
                 "step_scaling", f"{case.name}/{t.name}", env, **fields, method=t.name,
@@ -102,9 +101,8 @@ def sharded_child(args) -> None:
                 single_median_s=single_t["median_s"], sharded_median_s=sharded_t["median_s"],
                 sharded_over_single=sharded_t["median_s"] / single_t["median_s"], single=single_t, sharded=sharded_t)
             common.write_jsonl(args.out, rec)
-            common.progress(f"[{rec['case']}] {sharded_leaves} parameter leaves sharded; max|Δθ| {param_diff:.2e} "
-                            f"max|Δκ| {coupling_diff:.2e}; single {common.fmt_seconds(single_t['median_s'])}, "
-                            f"sharded {common.fmt_seconds(sharded_t['median_s'])}")
+            common.progress(f"[{rec['case']}] {sharded_leaves} leaves sharded; max|Δθ| {param_diff:.2e} max|Δκ| "
+                            f"{coupling_diff:.2e}; sharded/single {rec['sharded_over_single']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

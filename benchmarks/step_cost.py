@@ -131,8 +131,7 @@ def step_targets(case: ModelCase, methods, quick: bool):
 
 
 def ratio_fields(times: dict[str, list[float]]) -> dict[str, Any]:
-    """Each ``RATIOS`` entry as the median of the per-round ratios (robust to load drifting during the run), its
-    p10-p90, and the projection's share estimated as (ROSU − ROSU-noproj) / ROSU."""
+    """Each ``RATIOS`` entry: the per-round ratios' median and p10-p90; the projection's share (ROSU − noproj)/ROSU."""
     spreads = common.paired_ratios(times, RATIOS)
     out: dict[str, Any] = {"paired_ratios": spreads, **{name: spread["p50"] for name, spread in spreads.items()}}
     if "ROSU" in times and "ROSU-noproj" in times:
@@ -195,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.warmup = min(args.warmup, 1) if args.quick else args.warmup
-    if args.min_time is None:  # cheap steps: keep going round-robin until the slowest method has run 8 s
-        args.min_time = 0.0 if args.quick else 8.0
+    args.min_time = (0.0 if args.quick else 8.0) if args.min_time is None else args.min_time  # 8 s of cheap steps
     cases = model_cases(args.quick, args.resnet_batch)
     names = args.models.split(",") if args.models else list(cases)
     methods = args.methods.split(",")
