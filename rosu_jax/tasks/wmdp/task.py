@@ -325,7 +325,8 @@ class WmdpTask(language.LanguageModelTask):
         # The tiny decoder's activations are far smaller than Zephyr's: RMU's c and α scaled to them (a small grid on
         # the synthetic topics, seed 0: c = 6.5 barely moved them, α ≤ 1000 erased the control topic too). Over
         # seeds 0-2 (benchmarks/results/wmdp_default) RMU moves forget accuracy by −27 ± 13 points and control by
-        # −17 ± 18: on this toy model it does not keep the control topic reliably.
+        # −17 ± 18: on this toy model it does not keep the control topic reliably, and α = 10000 or 30000, which
+        # keep it, stop the forgetting (benchmarks/results/wmdp_default/RMU_ALPHA.md).
         return {
             "*": {
                 "optimizer": "adamw",
