@@ -163,6 +163,27 @@ def test_diverged_unlearning_rows_are_marked_and_never_ranked(tmp_path, capsys):
     assert comparison["best"] is None or "1e+06" not in comparison["best"]
 
 
+def test_a_model_predicting_one_class_is_marked_collapsed_and_left_out_of_the_statistics():
+    from rosu_jax.runs.report import markdown_tables
+
+    task = VisionTask(TINY)
+    data = task.load()
+    setting = task.setting(data, "classwise", 0)
+    params, model_state = task.init_model(0)
+    bias = np.zeros_like(params["fc2"]["bias"])
+    bias[3] = 1e3  # class 3 everywhere, finite logits: not diverged, but not a result either
+    collapsed = {**params, "fc2": {"kernel": np.zeros_like(params["fc2"]["kernel"]), "bias": bias}}
+    evaluation = task.evaluate(collapsed, model_state, setting)
+    assert evaluation.details["status"] == "collapsed" and evaluation.details["max_class_share"] == 1.0
+    rows = [
+        {"scenario": "classwise", "method": "GA", "seed": s, "variant": None, "seconds": 1.0, "avg_gap": 40.0 + s,
+         "status": "collapsed" if s == 0 else "ok"}
+        for s in range(3)
+    ]
+    table = markdown_tables(rows, TableSpec.of(task))
+    assert "| 41.50 ± 0.71 |" in table and "collapsed 1/3" in table  # seeds 1 and 2 only
+
+
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
