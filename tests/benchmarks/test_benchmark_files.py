@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from pathlib import Path
 
 from benchmarks import common
 
-MACHINE_PATHS = (b"/work/", b"/root/", b"/tmp/")
+# This machine's folders: the checkout's parent, the home folder and the temporary folder (derived, not written
+# out, so the check follows whichever machine runs it).
+FOLDERS = (common.REPO.parent, Path.home(), Path(tempfile.gettempdir()))
+MACHINE_PATHS = tuple(sorted({f"{folder.as_posix()}/".encode() for folder in FOLDERS if folder != Path("/")}))
 
 
 def test_no_machine_paths_in_committed_files():
