@@ -1,6 +1,7 @@
 """Where should ROSU win? ROSU, UAM and UAM+λ side by side across settings of low and high coupling.
 
-For each setting (digits and CIFAR-10 from an image folder, class-wise and random forgetting) and each seed, the
+For each setting (digits; digits with the original model trained for one epoch, an under-fitted model of high |κ|;
+CIFAR-10 from an image folder; each class-wise and random forgetting) and each seed, the
 project's own pipeline runs the three methods at equal ρ (and equal λ for ROSU and UAM+λ) with the measured
 surrogate retain increase L_r(θ+δ) − L_r(θ) at every step, and the coupling diagnosis measures κ at the original
 weights with the forget loss normalised by the running BatchNorm statistics (the project's choice) and by the forget
@@ -15,6 +16,7 @@ steps of 256 (a CPU budget; the protocol's runs are 10 epochs).
 
   python -m benchmarks.coupling_study --out benchmarks/results/coupling_study            # digits, 5 seeds
   python -m benchmarks.coupling_study --settings digits,cifar10 --data-dir DIR --out ...  # and a CIFAR-10 folder
+  python -m benchmarks.coupling_study --settings digits-underfit --out ...                 # the high-|κ| regime
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from rosu_jax.tasks.vision import VisionConfig
 METHODS = ("UAM", "UAM+λ", "ROSU")
 REFERENCES = ("Retrain", "Original")
 CIFAR_UNLEARN_STEPS = 60
+UNDERFIT_EPOCHS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +51,13 @@ class Study:
     task: VisionConfig
     mesh: str | None = None
     note: str = ""
+
+
 RHO, AMPLIFICATION = 0.5, 0.05
 
 
 def settings(names: list[str], data_dir: str | None, quick: bool, unlearn_steps: int) -> dict[str, Study]:
-    """The study's settings by name ('digits', 'cifar10'), each with both scenarios."""
+    """The study's settings by name ('digits', 'digits-underfit', 'cifar10'), each with both scenarios."""
     out = {}
     if "digits" in names:
         out["digits"] = Study(
@@ -60,6 +65,15 @@ def settings(names: list[str], data_dir: str | None, quick: bool, unlearn_steps:
             if quick
             else VisionConfig(),
             note="the default job: every seed trains its own original model and Retrain on its own split.",
+        )
+    if "digits-underfit" in names:  # one epoch instead of 15: the regime of high |κ| (see STUDY.md)
+        out["digits-underfit"] = Study(
+            VisionConfig(train=TrainingRecipe(epochs=1), unlearn_epochs=1, train_per_class=40)
+            if quick
+            else VisionConfig(train=TrainingRecipe(epochs=UNDERFIT_EPOCHS)),
+            note=f"the default job with the original model and Retrain trained for {UNDERFIT_EPOCHS} epoch(s) "
+            "instead of 15: an under-fitted model, whose forget and retain gradients share the direction "
+            "'fit the data better' (random forgetting) or oppose each other (class-wise).",
         )
     if "cifar10" in names:
         folder = common.cifar10_dir(data_dir)
@@ -199,7 +213,7 @@ def _ms(values, fmt: str = ".2f") -> str:
     if not values:
         return "–"
     mean, std = mean_std(values)
-    return f"{mean:{fmt}} ± {std:{fmt}}"
+    return f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
 
 
 def plot(records: list[dict], out: Path) -> None:
@@ -263,15 +277,119 @@ def plot(records: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+SWEEP_EPOCHS = (1, 3, 15)
+SWEEP_BATCHES = (16, 64, 256, 1024)
+
+
+def coupling_sweep(seeds: tuple[int, ...], work_dir: str, env: dict, out: Path, quick: bool) -> list[dict]:
+    """κ at the original digits model across the three things that move it: how well the model is fitted (training
+    epochs), the batch size of the forget and retain gradients, and the forget loss's BatchNorm mode. One record per
+    (epochs, batch, mode, scenario, seed), then ``SWEEP.md`` and ``kappa_sweep.png``."""
+    epochs_grid, batch_grid = ((1, 2), (16, 64)) if quick else (SWEEP_EPOCHS, SWEEP_BATCHES)
+    records = []
+    for epochs in epochs_grid:
+        for batch in batch_grid:
+            for mode in ("running", "batch"):
+                for seed in seeds:
+                    task = VisionConfig(
+                        train=TrainingRecipe(epochs=epochs),
+                        unlearn_batch_size=batch,
+                        forget_batchnorm=mode,
+                        **({"train_per_class": 40} if quick else {}),
+                    )
+                    report = diagnose(
+                        RunConfig(task=task, seeds=(seed,)), batches=10, rho=RHO, work_dir=work_dir, progress=False
+                    )
+                    for scenario, summary in report["scenarios"].items():
+                        rec = common.record(
+                            "coupling_sweep",
+                            f"digits/e{epochs}/b{batch}/{mode}/{scenario}/seed{seed}",
+                            env,
+                            epochs=epochs,
+                            batch_size=batch,
+                            forget_batchnorm=mode,
+                            scenario=scenario,
+                            seed=seed,
+                            coupling=summary["coupling"],
+                        )
+                        common.write_jsonl(out / "sweep.jsonl", rec)
+                        records.append(rec)
+                common.progress(f"sweep: {epochs} epoch(s), batch {batch}, {mode} statistics done")
+    (out / "SWEEP.md").write_text(summarize_sweep(records))
+    plot_sweep(records, out)
+    return records
+
+
+def summarize_sweep(records: list[dict]) -> str:
+    """SWEEP.md: mean ± std over seeds of κ at the original model, per fit level, batch size and BatchNorm mode."""
+    scenarios = sorted({r["scenario"] for r in records})
+    lines = [
+        "# κ at the original model: fit, batch size and BatchNorm mode (digits)",
+        "",
+        "κ = cos(g_f, g_r) of the forget and retain gradients at the original model, averaged over up to 10 batch "
+        f"pairs; mean ± std over seeds {sorted({r['seed'] for r in records})} (each seed its own original model and "
+        "split). Epochs: the original model's training (15 is the default job).",
+        "",
+        "| epochs | batch | BatchNorm (forget loss) | " + " | ".join(f"κ {s}" for s in scenarios) + " |",
+        "|---|---|---|" + "---|" * len(scenarios),
+    ]
+    for epochs, batch, mode in sorted({(r["epochs"], r["batch_size"], r["forget_batchnorm"]) for r in records}):
+        cells = [_ms(_sweep_values(records, epochs, batch, mode, s), "+.3f") for s in scenarios]
+        lines.append(f"| {epochs} | {batch} | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _sweep_values(records: list[dict], epochs: int, batch: int, mode: str, scenario: str) -> list[float]:
+    key = (epochs, batch, mode, scenario)
+    fields = ("epochs", "batch_size", "forget_batchnorm", "scenario")
+    return [r["coupling"] for r in records if tuple(r[f] for f in fields) == key]
+
+
+def plot_sweep(records: list[dict], out: Path) -> None:
+    """kappa_sweep.png: κ (mean over seeds) against the batch size, one line per fit level, scenario and mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = sorted({r["scenario"] for r in records})
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 4.2), squeeze=False)
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        for epochs in sorted({r["epochs"] for r in records}):
+            for mode, style in (("running", "-"), ("batch", "--")):
+                points = sorted({r["batch_size"] for r in records})
+                means = [np.mean(_sweep_values(records, epochs, b, mode, scenario)) for b in points]
+                ax.plot(points, means, style, marker="o", label=f"{epochs} epoch(s), {mode} BN")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size of g_f and g_r")
+        ax.set_ylabel("κ at the original model")
+        ax.set_title(f"digits, {scenario}")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "kappa_sweep.png", dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/coupling_study", help="folder of the records and report")
-    parser.add_argument("--settings", default="digits", help="comma-separated: digits, cifar10")
+    parser.add_argument("--settings", default="digits", help="comma-separated: digits, digits-underfit, cifar10")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (at least 5 for the study)")
     parser.add_argument("--data-dir", help="a folder of CIFAR-10 images in class sub-folders (or CIFAR_DIR)")
     parser.add_argument("--work-dir", help="checkpoints and cached rows (default: a temporary folder)")
-    parser.add_argument("--unlearn-steps", type=int, default=CIFAR_UNLEARN_STEPS,
-                        help=f"CIFAR-10: steps of 256 per unlearning run (default {CIFAR_UNLEARN_STEPS})")
+    parser.add_argument(
+        "--unlearn-steps",
+        type=int,
+        default=CIFAR_UNLEARN_STEPS,
+        help=f"CIFAR-10: steps of 256 per unlearning run (default {CIFAR_UNLEARN_STEPS})",
+    )
+    parser.add_argument(
+        "--kappa-sweep",
+        action="store_true",
+        help="instead of the study: κ at the original digits model across fit (epochs), batch size "
+        "and BatchNorm mode, into sweep.jsonl, SWEEP.md and kappa_sweep.png",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     args = parser.parse_args(argv)
     if "device_count" not in os.environ.get("XLA_FLAGS", ""):  # CIFAR-10 runs data-parallel over 2 host devices
@@ -279,9 +397,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=2".strip()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "records.jsonl").unlink(missing_ok=True)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     env = common.environment()
+    if args.kappa_sweep:
+        (out / "sweep.jsonl").unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix="rosu-coupling-") as tmp:
+            coupling_sweep(seeds, args.work_dir or tmp, env, out, args.quick)
+        common.progress(f"wrote {out / 'SWEEP.md'}")
+        return 0
+    (out / "records.jsonl").unlink(missing_ok=True)
     records = []
     with tempfile.TemporaryDirectory(prefix="rosu-coupling-") as tmp:
         studies = settings(args.settings.split(","), args.data_dir, args.quick, args.unlearn_steps)

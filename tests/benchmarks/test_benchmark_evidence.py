@@ -41,6 +41,23 @@ def test_the_coupling_study_writes_records_a_table_and_plots(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_kappa_sweep_covers_fit_batch_size_and_batchnorm_mode(tmp_path):
+    out = tmp_path / "sweep"
+    assert coupling_study.main(["--quick", "--kappa-sweep", "--seeds", "0", "--out", str(out)]) == 0
+    records = common.read_jsonl(out / "sweep.jsonl")
+    keys = {(r["epochs"], r["batch_size"], r["forget_batchnorm"], r["scenario"]) for r in records}
+    assert keys == {
+        (e, b, m, s) for e in (1, 2) for b in (16, 64) for m in ("running", "batch") for s in ("classwise", "random")
+    }
+    assert all(-1 <= r["coupling"] <= 1 for r in records)
+    # the BatchNorm mode changes the forget gradient, so κ differs between the modes at the same model and batches
+    by_key = {(r["epochs"], r["batch_size"], r["forget_batchnorm"], r["scenario"]): r["coupling"] for r in records}
+    assert by_key[(1, 64, "running", "classwise")] != by_key[(1, 64, "batch", "classwise")]
+    sweep = (out / "SWEEP.md").read_text()
+    assert sweep.count("\n| 1 | 16 |") == 2 and "κ classwise" in sweep
+    assert (out / "kappa_sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_the_cifar_setting_shares_one_original_model_across_seeds(tmp_path, image_folder):
     out = tmp_path / "study"
     argv = ["--quick", "--settings", "cifar10", "--data-dir", str(image_folder), "--seeds", "0,1", "--out", str(out)]
