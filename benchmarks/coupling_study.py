@@ -160,7 +160,8 @@ def summarize(records: list[dict]) -> str:
         "# Coupling study: ROSU vs UAM vs UAM+λ",
         "",
         f"ρ = {RHO}, λ = {AMPLIFICATION} (UAM: λ = 0 as published); every number is a mean ± std over seeds; "
-        "Δ = ROSU − other, paired over seeds, 95% t-interval (negative: ROSU closer to Retrain).",
+        "Δ = ROSU − other, paired over seeds, 95% t-interval (negative: ROSU closer to Retrain). What moves κ at the "
+        "original model (fit, batch size, BatchNorm mode): `SWEEP.md` (`--kappa-sweep`).",
         "",
     ]
     cases = sorted({(r["setting"], r["scenario"]) for r in records})
