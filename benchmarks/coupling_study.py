@@ -1,6 +1,6 @@
 """Where should ROSU win? ROSU, UAM and UAM+λ side by side across settings of low and high coupling.
 
-For each setting (digits; digits with the original model trained for one epoch, an under-fitted model of high |κ|;
+For each setting (digits; digits with the original model trained for 3 epochs, an under-fitted model of high |κ|;
 CIFAR-10 from an image folder; each class-wise and random forgetting) and each seed, the
 project's own pipeline runs the three methods at equal ρ (and equal λ for ROSU and UAM+λ) with the measured
 surrogate retain increase L_r(θ+δ) − L_r(θ) at every step, and the coupling diagnosis measures κ at the original
@@ -43,6 +43,7 @@ from rosu_jax.tasks.vision import VisionConfig
 METHODS = ("UAM", "UAM+λ", "ROSU")
 REFERENCES = ("Retrain", "Original")
 CIFAR_UNLEARN_STEPS = 60
+DEFAULT_EPOCHS = TrainingRecipe().epochs  # the default job's training
 UNDERFIT_EPOCHS = 3
 
 
@@ -61,19 +62,15 @@ def settings(names: list[str], data_dir: str | None, quick: bool, unlearn_steps:
     out = {}
     if "digits" in names:
         out["digits"] = Study(
-            VisionConfig(train=TrainingRecipe(epochs=2), unlearn_epochs=1, train_per_class=40)
-            if quick
-            else VisionConfig(),
+            _quick_digits(epochs=2) if quick else VisionConfig(),
             note="the default job: every seed trains its own original model and Retrain on its own split.",
         )
-    if "digits-underfit" in names:  # one epoch instead of 15: the regime of high |κ| (see STUDY.md)
+    if "digits-underfit" in names:  # fewer training epochs: the regime of high |κ| (see SWEEP.md)
         out["digits-underfit"] = Study(
-            VisionConfig(train=TrainingRecipe(epochs=1), unlearn_epochs=1, train_per_class=40)
-            if quick
-            else VisionConfig(train=TrainingRecipe(epochs=UNDERFIT_EPOCHS)),
+            _quick_digits(epochs=1) if quick else VisionConfig(train=TrainingRecipe(epochs=UNDERFIT_EPOCHS)),
             note=f"the default job with the original model and Retrain trained for {UNDERFIT_EPOCHS} epoch(s) "
-            "instead of 15: an under-fitted model, whose forget and retain gradients share the direction "
-            "'fit the data better' (random forgetting) or oppose each other (class-wise).",
+            f"instead of {DEFAULT_EPOCHS}: an under-fitted model, whose forget and retain gradients share the "
+            "direction 'fit the data better' (random forgetting) or oppose each other (class-wise).",
         )
     if "cifar10" in names:
         folder = common.cifar10_dir(data_dir)
@@ -95,6 +92,11 @@ def settings(names: list[str], data_dir: str | None, quick: bool, unlearn_steps:
                 f"{task.unlearn_batch_size} per run.",
             )
     return out
+
+
+def _quick_digits(epochs: int) -> VisionConfig:
+    """The digits job at smoke-test size."""
+    return VisionConfig(train=TrainingRecipe(epochs=epochs), unlearn_epochs=1, train_per_class=40)
 
 
 def run_setting(name: str, study: Study, seeds: tuple[int, ...], work_dir: str, env: dict, out: Path):
@@ -278,7 +280,7 @@ def plot(records: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-SWEEP_EPOCHS = (1, 3, 15)
+SWEEP_EPOCHS = (1, UNDERFIT_EPOCHS, DEFAULT_EPOCHS)
 SWEEP_BATCHES = (16, 64, 256, 1024)
 
 
@@ -329,7 +331,7 @@ def summarize_sweep(records: list[dict]) -> str:
         "",
         "κ = cos(g_f, g_r) of the forget and retain gradients at the original model, averaged over up to 10 batch "
         f"pairs; mean ± std over seeds {sorted({r['seed'] for r in records})} (each seed its own original model and "
-        "split). Epochs: the original model's training (15 is the default job).",
+        f"split). Epochs: the original model's training ({DEFAULT_EPOCHS} is the default job).",
         "",
         "| epochs | batch | BatchNorm (forget loss) | " + " | ".join(f"κ {s}" for s in scenarios) + " |",
         "|---|---|---|" + "---|" * len(scenarios),
@@ -354,11 +356,11 @@ def plot_sweep(records: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = sorted({r["scenario"] for r in records})
+    points = sorted({r["batch_size"] for r in records})
     fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 4.2), squeeze=False)
     for ax, scenario in zip(axes[0], scenarios, strict=True):
         for epochs in sorted({r["epochs"] for r in records}):
             for mode, style in (("running", "-"), ("batch", "--")):
-                points = sorted({r["batch_size"] for r in records})
                 means = [np.mean(_sweep_values(records, epochs, b, mode, scenario)) for b in points]
                 ax.plot(points, means, style, marker="o", label=f"{epochs} epoch(s), {mode} BN")
         ax.axhline(0, color="k", lw=0.5)
@@ -400,19 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     env = common.environment()
-    if args.kappa_sweep:
-        (out / "sweep.jsonl").unlink(missing_ok=True)
-        with tempfile.TemporaryDirectory(prefix="rosu-coupling-") as tmp:
-            coupling_sweep(seeds, args.work_dir or tmp, env, out, args.quick)
-        common.progress(f"wrote {out / 'SWEEP.md'}")
-        return 0
-    (out / "records.jsonl").unlink(missing_ok=True)
     records = []
     with tempfile.TemporaryDirectory(prefix="rosu-coupling-") as tmp:
+        work_dir = args.work_dir or tmp
+        if args.kappa_sweep:
+            (out / "sweep.jsonl").unlink(missing_ok=True)
+            coupling_sweep(seeds, work_dir, env, out, args.quick)
+            common.progress(f"wrote {out / 'SWEEP.md'}")
+            return 0
+        (out / "records.jsonl").unlink(missing_ok=True)
         studies = settings(args.settings.split(","), args.data_dir, args.quick, args.unlearn_steps)
         for name, study in studies.items():
             common.progress(f"{name}: {len(seeds)} seed(s)")
-            records += run_setting(name, study, seeds, args.work_dir or tmp, env, out)
+            records += run_setting(name, study, seeds, work_dir, env, out)
     (out / "STUDY.md").write_text(summarize(records))
     plot(records, out)
     (out / "command.json").write_text(json.dumps({"argv": sys.argv[1:] if argv is None else argv}, indent=1))
